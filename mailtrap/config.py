@@ -1,0 +1,109 @@
+"""Settings of a Mailtrap server, and parsers for their textual forms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from mailtrap.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Address:
+    """A host and TCP port to listen on; port 0 means "pick a free one"."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_address(text: str, default_host: str = "127.0.0.1") -> Address:
+    """Parse ``[HOST:]PORT``; IPv6 hosts go in brackets (``[::1]:1025``)."""
+    match = re.fullmatch(r"(?:\[(?P<v6>[^\]]+)\]:|(?P<host>[^:\[\]]*):)?(?P<port>\d{1,5})", text)
+    if not match:
+        raise ConfigError(f"invalid address {text!r}: expected [HOST:]PORT")
+    port = int(match["port"])
+    if port > 65535:
+        raise ConfigError(f"invalid port {port} in {text!r}")
+    host = match["v6"] or match["host"] or default_host
+    return Address(host, port)
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": MiB, "g": 1024 * MiB}
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte count such as ``52428800``, ``50M``, ``50MiB`` or ``512k``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ConfigError(f"invalid size {text!r}: expected a number with an optional k/M/G")
+    return int(match[1]) * _SIZE_UNITS[match[2].lower()]
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Parse a duration such as ``90``, ``45s``, ``30m``, ``12h``, ``7d`` into seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text, re.IGNORECASE)
+    if not match:
+        raise ConfigError(f"invalid duration {text!r}: expected a number with s/m/h/d/w")
+    return float(match[1]) * _DURATION_UNITS[(match[2] or "s").lower()]
+
+
+def default_db_path() -> Path:
+    """Where mail is kept unless ``--db`` says otherwise: the user's data directory."""
+    return Path(platformdirs.user_data_dir("mailtrap", appauthor=False)) / "mailtrap.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a :class:`mailtrap.Server` needs; the defaults match ``mailtrap serve``."""
+
+    smtp: Address = Address("127.0.0.1", 1025)
+    db: Path | None = None
+    max_message_size: int = 50 * MiB
+    max_messages: int = 10_000
+    max_age: float | None = None
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
+    smtp_tls_self_signed: bool = False
+    smtp_require_tls: bool = False
+    smtp_auth_file: Path | None = None
+    smtp_max_recipients: int = 100
+    smtp_max_connections: int = 100
+    smtp_idle_timeout: float = 300.0
+    hostname: str = "mailtrap"
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else default_db_path()
+
+    @property
+    def smtp_tls_enabled(self) -> bool:
+        return self.smtp_tls_self_signed or self.smtp_tls_cert is not None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for settings that cannot work together."""
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            raise ConfigError("--smtp-tls-cert and --smtp-tls-key must be given together")
+        if self.smtp_tls_cert is not None and self.smtp_tls_self_signed:
+            raise ConfigError("--smtp-tls-self-signed conflicts with --smtp-tls-cert")
+        if self.smtp_require_tls and not self.smtp_tls_enabled:
+            raise ConfigError("--smtp-require-tls needs a certificate or --smtp-tls-self-signed")
+        if self.max_message_size <= 0:
+            raise ConfigError("--max-message-size must be positive")
+        if self.max_messages < 0:
+            raise ConfigError("--max-messages must be 0 (unlimited) or more")
+        if self.smtp_max_recipients < 1 or self.smtp_max_connections < 1:
+            raise ConfigError("recipient and connection limits must be at least 1")
+        for path in (self.smtp_tls_cert, self.smtp_tls_key, self.smtp_auth_file):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"file not found: {path}")

@@ -1,0 +1,114 @@
+"""The composition object: starts and stops every service and knows their addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import ssl
+import threading
+from typing import Any
+
+from mailtrap.auth import Credentials
+from mailtrap.config import Address, Config
+from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
+from mailtrap.store import Store
+from mailtrap.tls import self_signed_context, server_context
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 10.0  # seconds that transactions in flight get to finish on stop
+
+
+class Server:
+    """A Mailtrap server: the store, and the SMTP listener on its own event loop.
+
+    ``Server(config)`` or ``Server(db=path, smtp=Address("127.0.0.1", 0))``;
+    use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, config: Config | None = None, **settings: Any):
+        self.config = dataclasses.replace(config or Config(), **settings)
+        self.store = Store(
+            self.config.db_path,
+            max_messages=self.config.max_messages,
+            max_age=self.config.max_age,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._smtp: asyncio.AbstractServer | None = None
+        self._tracker = SessionTracker(self.config.smtp_max_connections)
+
+    def start(self) -> Server:
+        """Open the store and start listening; returns once every port is bound."""
+        config = self.config
+        config.validate()
+        credentials = Credentials(config.smtp_auth_file) if config.smtp_auth_file else None
+        tls_context = self._tls_context()
+        self.store.open()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="mailtrap-loop", daemon=True
+        )
+        self._thread.start()
+        handler = CaptureHandler(
+            self.store, max_recipients=config.smtp_max_recipients, credentials=credentials
+        )
+        factory = smtp_factory(
+            handler,
+            tracker=self._tracker,
+            hostname=config.hostname,
+            max_message_size=config.max_message_size,
+            idle_timeout=config.smtp_idle_timeout,
+            tls_context=tls_context,
+            require_tls=config.smtp_require_tls,
+        )
+        listen = self._loop.create_server(factory, config.smtp.host, config.smtp.port)
+        try:
+            self._smtp = asyncio.run_coroutine_threadsafe(listen, self._loop).result()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let transactions in flight finish, then close everything."""
+        if self._loop is not None and self._thread is not None:
+            if self._loop.is_running():
+                asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result()
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            self._loop = self._thread = self._smtp = None
+        self.store.close()
+
+    async def _shutdown(self, grace: float) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+        if not await self._tracker.wait_idle(grace):
+            log.warning("stopping with SMTP transactions still open after %.0f s", grace)
+        self._tracker.close_all(b"421 4.3.2 Server shutting down\r\n")
+        # Let the transports flush the 421 and run their connection_lost.
+        await asyncio.sleep(0)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def smtp_address(self) -> Address:
+        """Where SMTP listens, with the real port when 0 was asked for."""
+        if self._smtp is None:
+            raise RuntimeError("the server is not running")
+        host, port = self._smtp.sockets[0].getsockname()[:2]
+        return Address(host, port)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        config = self.config
+        if config.smtp_tls_cert is not None and config.smtp_tls_key is not None:
+            return server_context(config.smtp_tls_cert, config.smtp_tls_key)
+        if config.smtp_tls_self_signed:
+            return self_signed_context(config.hostname)
+        return None

@@ -1,0 +1,316 @@
+"""The SMTP listener: aiosmtpd with bulk DATA reading, limits, and capture into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from mailtrap.auth import Credentials
+from mailtrap.errors import StorageError
+from mailtrap.store import IncomingMessage, Store
+
+log = logging.getLogger(__name__)
+
+END_OF_DATA = b"\r\n.\r\n"
+READ_BUFFER = 64 * 1024  # StreamReader limit: how much DATA one read may return
+
+REPLY_STORAGE_FAILED = "451 4.3.0 Temporary storage failure, try again later"
+REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+
+
+class DataTooLarge(Exception):
+    """The DATA section went over the size limit; it was read to its end and dropped."""
+
+
+async def read_data(reader: asyncio.StreamReader, limit: int, on_progress: Any) -> bytes:
+    """Read a DATA section up to the lone-dot line and undo dot-stuffing.
+
+    Reads in bulk rather than a line at a time. Only ``CRLF . CRLF`` ends
+    the section: ``LF . CRLF`` and ``CR . CRLF`` (SMTP smuggling) are plain
+    content. Past ``limit`` bytes the rest is read and dropped, so memory
+    stays bounded, and :class:`DataTooLarge` is raised at the end.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    tail = b"\r\n"  # DATA starts at the beginning of a line
+    while True:
+        try:
+            # Every end-of-data marker ends with ".\r\n", so each read stops
+            # at a candidate and the two bytes before it decide.
+            chunk = await reader.readuntil(b".\r\n")
+            finished = (tail + chunk)[-5:] == END_OF_DATA
+        except asyncio.LimitOverrunError as overrun:
+            chunk = await reader.readexactly(overrun.consumed)
+            finished = False
+        except asyncio.IncompleteReadError as error:
+            raise ConnectionResetError("connection closed during DATA") from error
+        on_progress()
+        tail = (tail + chunk)[-2:]
+        if finished:
+            chunk = chunk[:-3]  # the CRLF before the dot belongs to the message
+        size += len(chunk)
+        if limit and size > limit:
+            chunks.clear()
+        else:
+            chunks.append(chunk)
+        if finished:
+            break
+    if limit and size > limit:
+        raise DataTooLarge(size)
+    return unstuff(b"".join(chunks))
+
+
+def unstuff(data: bytes) -> bytes:
+    """Remove the dot that SMTP transparency (RFC 5321 4.5.2) added to lines starting with one."""
+    if data.startswith(b"."):
+        data = data[1:]
+    return data.replace(b"\r\n.", b"\r\n")
+
+
+class _CRLFLineReader(asyncio.StreamReader):
+    """A StreamReader whose lines end at CRLF only (RFC 5321 2.3.8).
+
+    aiosmtpd splits commands at a bare LF; ending them only at CRLF keeps a
+    CR or LF inside an address in its command, where it is refused (501).
+    """
+
+    async def readuntil(self, separator: bytes = b"\r\n") -> bytes:
+        return await super().readuntil(separator)
+
+
+class SessionTracker:
+    """The live SMTP sessions: the connection cap, and open transactions for a clean stop."""
+
+    def __init__(self, max_connections: int):
+        self.max_connections = max_connections
+        self.sessions: set[MailtrapSMTP] = set()
+        self._transactions = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def admit(self, session: MailtrapSMTP) -> bool:
+        if len(self.sessions) >= self.max_connections:
+            return False
+        self.sessions.add(session)
+        return True
+
+    def leave(self, session: MailtrapSMTP) -> None:
+        self.sessions.discard(session)
+
+    def begin_transaction(self) -> None:
+        self._transactions += 1
+        self._idle.clear()
+
+    def end_transaction(self) -> None:
+        self._transactions -= 1
+        if not self._transactions:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no session is inside DATA; False if ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close_all(self, reply: bytes) -> None:
+        for session in list(self.sessions):
+            session.close_with(reply)
+
+
+class MailtrapSMTP(SMTP):
+    """aiosmtpd's SMTP session with bulk DATA, a connection cap and an idle 421."""
+
+    line_length_limit = READ_BUFFER
+
+    def __init__(self, handler: CaptureHandler, *, tracker: SessionTracker, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self._tracker = tracker
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # self.transport is set on the STARTTLS switch, which is no new connection.
+        if self.transport is None and not self._tracker.admit(self):
+            self._refused = True
+            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._tracker.leave(self)
+        if not self._refused:
+            super().connection_lost(error)
+
+    def close_with(self, reply: bytes) -> None:
+        """Send a last reply and close, as on shutdown."""
+        if self.transport is not None:
+            self.transport.write(reply)  # type: ignore[attr-defined]
+            self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return False if self._refused else super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def _cb_client_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        reader.__class__ = _CRLFLineReader
+        super()._cb_client_connected(reader, writer)
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None:
+            self.transport.write(b"421 4.4.2 Idle timeout, closing connection\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if arg and ("\r" in arg or "\n" in arg):
+            await self.push("501 5.5.2 CR and LF are not allowed in a command")
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if arg and ("\r" in arg or "\n" in arg):
+            await self.push("501 5.5.2 CR and LF are not allowed in a command")
+            return
+        await super().smtp_RCPT(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        self._tracker.begin_transaction()
+        try:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            try:
+                content = await read_data(
+                    self._reader, self.data_size_limit or 0, self._reset_timeout
+                )
+            except DataTooLarge:
+                self._set_post_data_state()
+                await self.push(REPLY_TOO_BIG)
+                return
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push(status)
+        finally:
+            self._tracker.end_transaction()
+
+
+class CaptureHandler:
+    """aiosmtpd handler hooks: envelope checks, then hand the message to the store."""
+
+    def __init__(self, store: Store, *, max_recipients: int, credentials: Credentials | None):
+        self.store = store
+        self.max_recipients = max_recipients
+        self.credentials = credentials
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.credentials is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        peer = session.peer
+        credentials = session.auth_data
+        message = IncomingMessage(
+            raw=envelope.original_content or b"",
+            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            mail_options=list(envelope.mail_options),
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+            helo=session.host_name or "",
+            tls=session.ssl is not None,
+            auth_user=(
+                credentials.login.decode("utf-8", "replace")
+                if isinstance(credentials, LoginPassword)
+                else None
+            ),
+        )
+        try:
+            message_id = await asyncio.wrap_future(self.store.add(message))
+        except StorageError:
+            log.exception("could not store a message from %s", message.peer)
+            return REPLY_STORAGE_FAILED
+        return f"250 2.0.0 Ok: queued as {message_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Whatever went wrong, the client learns nothing of our internals.
+        log.exception("SMTP session error")
+        return "451 4.3.0 Internal error, try again later"
+
+    def authenticate(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: Any,
+    ) -> AuthResult:
+        """Accept any credentials, unless an htpasswd file makes them real."""
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        if self.credentials is not None:
+            user = auth_data.login.decode("utf-8", "replace")
+            password = auth_data.password.decode("utf-8", "replace")
+            if not self.credentials.check(user, password):
+                return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=auth_data)
+
+
+def smtp_factory(
+    handler: CaptureHandler,
+    *,
+    tracker: SessionTracker,
+    hostname: str,
+    max_message_size: int,
+    idle_timeout: float,
+    tls_context: ssl.SSLContext | None,
+    require_tls: bool,
+) -> Any:
+    """A protocol factory for ``loop.create_server``."""
+
+    def make() -> MailtrapSMTP:
+        return MailtrapSMTP(
+            handler,
+            tracker=tracker,
+            hostname=hostname,
+            ident="Mailtrap ESMTP",
+            data_size_limit=max_message_size,
+            enable_SMTPUTF8=True,
+            tls_context=tls_context,
+            require_starttls=require_tls,
+            timeout=idle_timeout,
+            auth_require_tls=False,
+            authenticator=handler.authenticate,
+        )
+
+    return make
