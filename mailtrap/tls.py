@@ -29,9 +29,13 @@ def self_signed_pem(hostname: str) -> tuple[bytes, bytes]:
     """A new self-signed certificate and key (PEM) for ``hostname`` and loopback."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt_names = x509.SubjectAlternativeName(
-        [x509.DNSName(hostname), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        [
+            x509.DNSName(hostname),
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]
     )
     certificate = (
         x509.CertificateBuilder()
@@ -60,4 +64,3 @@ def self_signed_context(hostname: str) -> ssl.SSLContext:
         cert.write_bytes(cert_pem)
         key.write_bytes(key_pem)
         return server_context(cert, key)
-

@@ -1,0 +1,217 @@
+"""The ``mailtrap`` command line: serve, dump, ingest."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailtrap import __version__
+from mailtrap.config import Config, parse_address, parse_duration, parse_size
+from mailtrap.errors import MailtrapError
+from mailtrap.ingest import Problem, dump, find_sources, load
+from mailtrap.server import Server
+from mailtrap.store import Store
+
+IN_FLIGHT = 256  # imported messages queued to the writer at once (group commit)
+
+
+class _Parsed(click.ParamType):
+    """A click type that parses with one of mailtrap.config's parsers."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]):
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except MailtrapError as error:
+            self.fail(str(error), param, ctx)
+
+
+ADDRESS = _Parsed("[HOST:]PORT", parse_address)
+SIZE = _Parsed("SIZE", parse_size)
+DURATION = _Parsed("DURATION", parse_duration)
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def option(*names: str, **settings: Any) -> Callable[[Any], Any]:
+    """A click option that also reads ``MAILTRAP_<FLAG>`` from the environment."""
+    flag = next(name for name in names if name.startswith("--"))
+    envvar = "MAILTRAP_" + flag[2:].upper().replace("-", "_")
+    return click.option(*names, envvar=envvar, show_envvar=True, **settings)
+
+
+db_option = option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite database file.  [default: mailtrap.db in the user's data directory]",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="mailtrap")
+def main() -> None:
+    """Mailtrap: capture the mail your application sends, for people and tests to look at."""
+
+
+@main.command()
+@option(
+    "--smtp",
+    type=ADDRESS,
+    default="127.0.0.1:1025",
+    help="SMTP listen address; port 0 picks a free port.",
+)
+@db_option
+@option(
+    "--max-message-size",
+    type=SIZE,
+    default="50MiB",
+    help="Largest message accepted (k, M, G suffixes).",
+)
+@option(
+    "--max-messages",
+    type=click.IntRange(min=0),
+    default=10_000,
+    help="Keep at most this many messages, pruning the oldest; 0 = unlimited.",
+)
+@option(
+    "--max-age",
+    type=DURATION,
+    default=None,
+    help="Delete messages older than this (for example 12h, 7d); off by default.",
+)
+@option("--smtp-tls-cert", type=FILE, default=None, help="PEM certificate for STARTTLS.")
+@option("--smtp-tls-key", type=FILE, default=None, help="PEM private key for STARTTLS.")
+@option(
+    "--smtp-tls-self-signed",
+    is_flag=True,
+    help="Offer STARTTLS with a self-signed certificate made at start.",
+)
+@option(
+    "--smtp-require-tls", is_flag=True, help="Refuse mail until the client has issued STARTTLS."
+)
+@option(
+    "--smtp-auth-file",
+    type=FILE,
+    default=None,
+    help="htpasswd file: AUTH is required and checked (default: any login is accepted).",
+)
+@option(
+    "--smtp-max-recipients",
+    type=click.IntRange(min=1),
+    default=100,
+    help="Recipients per message; more get 452.",
+)
+@option(
+    "--smtp-max-connections",
+    type=click.IntRange(min=1),
+    default=100,
+    help="Simultaneous SMTP connections; more get 421.",
+)
+@option(
+    "--smtp-idle-timeout",
+    type=DURATION,
+    default="5m",
+    help="Close SMTP connections idle this long (421).",
+)
+@option("--hostname", default="mailtrap", help="Name the server gives itself in SMTP greetings.")
+def serve(**settings: Any) -> None:
+    """Run the server until interrupted (Ctrl+C or SIGTERM)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+    server = Server(Config(**settings))
+    try:
+        server.start()
+    except MailtrapError as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on {server.config.smtp}: {error.strerror}"
+        ) from error
+    click.echo(f"Mailtrap {__version__}")
+    click.echo(f"SMTP listening on {server.smtp_address}")
+    click.echo(f"Database: {server.config.db_path}")
+    click.echo("Press Ctrl+C to stop.")
+    sys.stdout.flush()
+    _wait_for_signal()
+    click.echo("Stopping: letting transactions in flight finish.")
+    server.stop()
+    click.echo("Stopped.")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    while not stop.wait(1.0):  # a timed wait so signal handlers get their turn
+        pass
+
+
+@main.command("dump")
+@db_option
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def dump_command(db: Path | None, folder: Path) -> None:
+    """Write every stored message to FOLDER/<ID>.eml, byte for byte as received."""
+    with _open_store(db) as store:
+        count = dump(store, folder)
+    click.echo(f"Wrote {count} messages to {folder}")
+
+
+@main.command("ingest")
+@db_option
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def ingest_command(db: Path | None, paths: tuple[Path, ...]) -> None:
+    """Import .eml files, mbox files and Maildir folders (folders are searched)."""
+    sources = list(find_sources(paths))
+    problems = [item for item in sources if isinstance(item, Problem)]
+    imported = 0
+    with _open_store(db) as store:
+        pending = []
+        with click.progressbar(
+            [s for s in sources if not isinstance(s, Problem)],
+            label="Importing",
+            file=sys.stderr,
+            show_pos=True,
+        ) as bar:
+            for source in bar:
+                try:
+                    pending.append(store.add(load(source)))
+                except (OSError, ValueError) as error:
+                    problems.append(Problem(source.label, str(error)))
+                if len(pending) >= IN_FLIGHT:
+                    imported += _settle(pending, problems)
+        imported += _settle(pending, problems)
+    for problem in problems:
+        click.echo(f"error: {problem.label}: {problem.reason}", err=True)
+    click.echo(f"Imported {imported} messages" + (f", {len(problems)} failed" if problems else ""))
+    if problems:
+        sys.exit(1)
+
+
+def _settle(pending: list[Any], problems: list[Problem]) -> int:
+    """Wait for queued imports to commit; returns how many did."""
+    done = 0
+    for future in pending:
+        try:
+            future.result()
+            done += 1
+        except MailtrapError as error:
+            problems.append(Problem("(store)", str(error)))
+    pending.clear()
+    return done
+
+
+def _open_store(db: Path | None) -> Store:
+    return Store(db if db is not None else Config().db_path)
