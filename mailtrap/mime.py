@@ -149,6 +149,8 @@ def _decoded(value: object) -> str:
 
 def _addresses(message: Message, name: str) -> list[dict[str, str]]:
     values = [str(v) for v in message.get_all(name, [])]
+    if not values:
+        return []
     return [
         {"Name": _decoded(display), "Address": address}
         for display, address in getaddresses([_FOLDING.sub(" ", v) for v in values])
