@@ -363,7 +363,10 @@ class ServerProcess:
 
     def start(self) -> int:
         # Unbuffered, so the "listening" line arrives even if the server forgets to flush.
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # MAILTRAP_* settings from the caller's shell would silently change what is measured;
+        # --mailtrap-args is the explicit way.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILTRAP_")}
+        env["PYTHONUNBUFFERED"] = "1"
         with self.stderr_path.open("w") as stderr:
             self.proc = subprocess.Popen(
                 self.cmd,
@@ -452,8 +455,11 @@ def running_server(
 
 def count_stored_messages(db_path: Path) -> int | str:
     """Rows in Mailtrap's messages table, or the error text (the schema may still change)."""
+    if not db_path.exists():
+        return f"error: no database at {db_path}"
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        # Not mode=ro: a read-only connection cannot recover a WAL left by a killed server.
+        with contextlib.closing(sqlite3.connect(db_path)) as db:
             db.execute("PRAGMA busy_timeout = 5000")
             return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
     except sqlite3.Error as exc:
@@ -701,7 +707,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--messages", type=int, default=2000, help="messages per scenario")
     parser.add_argument("--connections", default="1,4,16", help="comma list of K")
-    parser.add_argument("--sizes", default="2k,50k", help="comma list of message sizes")
+    parser.add_argument(
+        "--sizes",
+        default="2k,50k",
+        help="comma list of sizes; under 10k plain text, else multipart",
+    )
     parser.add_argument("--servers", default="bare,mailtrap", help="comma list: bare,mailtrap")
     parser.add_argument(
         "--latency-messages",
