@@ -6,7 +6,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import click
 
 from mailtrap import __version__
 from mailtrap.config import Config, parse_address, parse_duration, parse_size
-from mailtrap.errors import MailtrapError
+from mailtrap.errors import ConfigError, MailtrapError
 from mailtrap.ingest import Problem, dump, find_sources, load
 from mailtrap.server import Server
 from mailtrap.store import Store
@@ -131,9 +132,14 @@ def serve(**settings: Any) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+    # Before the banner: whoever waits for it may signal at once, and must get a clean stop.
+    stop = _stop_on_signal()
     server = Server(Config(**settings))
     try:
         server.start()
+    except ConfigError as error:
+        # Settings that cannot work together are a usage error, like a single bad value.
+        raise click.UsageError(str(error)) from error
     except MailtrapError as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:
@@ -145,18 +151,19 @@ def serve(**settings: Any) -> None:
     click.echo(f"Database: {server.config.db_path}")
     click.echo("Press Ctrl+C to stop.")
     sys.stdout.flush()
-    _wait_for_signal()
+    while not stop.wait(1.0):  # a timed wait so signal handlers get their turn
+        pass
     click.echo("Stopping: letting transactions in flight finish.")
     server.stop()
     click.echo("Stopped.")
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event that SIGINT or SIGTERM sets."""
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
-    while not stop.wait(1.0):  # a timed wait so signal handlers get their turn
-        pass
+    return stop
 
 
 @main.command("dump")
@@ -213,5 +220,14 @@ def _settle(pending: list[Any], problems: list[Problem]) -> int:
     return done
 
 
-def _open_store(db: Path | None) -> Store:
-    return Store(db if db is not None else Config().db_path)
+@contextmanager
+def _open_store(db: Path | None) -> Iterator[Store]:
+    store = Store(db if db is not None else Config().db_path)
+    try:
+        store.open()
+    except MailtrapError as error:
+        raise click.ClickException(str(error)) from error
+    try:
+        yield store
+    finally:
+        store.close()

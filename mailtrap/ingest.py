@@ -35,28 +35,47 @@ class Problem:
 
 
 def find_sources(paths: Iterable[Path]) -> Iterator[Source | Problem]:
-    """Every message under ``paths``: files are sniffed, folders searched."""
+    """Every message under ``paths``: files are sniffed, folders searched.
+
+    What cannot be read becomes a :class:`Problem` naming that file or folder
+    alone; the search goes on with the rest.
+    """
     for path in paths:
-        try:
-            if _is_maildir(path):
-                yield from _maildir_sources(path)
-            elif path.is_dir():
-                for child in sorted(path.rglob("*")):
-                    if child.is_file() and child.suffix.lower() in EML_SUFFIXES | MBOX_SUFFIXES:
-                        yield from _file_sources(child)
-                    elif child.is_dir() and _is_maildir(child):
-                        yield from _maildir_sources(child)
-            else:
-                yield from _file_sources(path)
-        except (OSError, mailbox.Error) as error:
-            yield Problem(str(path), _reason(error))
+        if _is_maildir(path):
+            yield from _reported(path, _maildir_sources)
+        elif path.is_dir():
+            try:
+                children = sorted(path.rglob("*"))
+            except OSError as error:
+                yield Problem(str(path), _reason(error))
+                continue
+            for child in children:
+                if child.is_dir():
+                    if _is_maildir(child):
+                        yield from _reported(child, _maildir_sources)
+                # A dangling symlink named like mail is reported; FIFOs and such are skipped.
+                elif child.suffix.lower() in EML_SUFFIXES | MBOX_SUFFIXES and (
+                    child.is_file() or not child.exists()
+                ):
+                    yield from _reported(child, _file_sources)
+        else:
+            yield from _reported(path, _file_sources)
+
+
+def _reported(
+    path: Path, sources: Callable[[Path], Iterator[Source | Problem]]
+) -> Iterator[Source | Problem]:
+    try:
+        yield from sources(path)
+    except (OSError, mailbox.Error) as error:
+        yield Problem(str(path), _reason(error))
 
 
 def _is_maildir(path: Path) -> bool:
     return all((path / sub).is_dir() for sub in ("cur", "new", "tmp"))
 
 
-def _maildir_sources(path: Path) -> Iterator[Source]:
+def _maildir_sources(path: Path) -> Iterator[Source | Problem]:
     folder = mailbox.Maildir(path, factory=None, create=False)
     for key in sorted(folder.keys()):
         yield Source(f"{path}/{key}", lambda key=key: folder.get_bytes(key))

@@ -7,14 +7,16 @@ attachments are counted and named, never decoded, at ingest.
 
 from __future__ import annotations
 
+import datetime
 import html
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
 MAX_MIME_DEPTH = 20
@@ -22,7 +24,23 @@ MAX_MIME_PARTS = 1000
 MAX_SEARCH_TEXT = 1024 * 1024  # characters of body text kept for the full-text index
 SNIPPET_LENGTH = 250
 
-_parser = BytesParser(policy=compat32)
+
+class _UTF8HeadersPolicy(Compat32):
+    """compat32, but raw 8-bit header bytes read as UTF-8 (RFC 6532).
+
+    Plain compat32 hands such a value back as a ``Header`` whose text shows
+    every non-ASCII byte as U+FFFD.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # the parser kept 8-bit bytes as surrogate escapes
+            return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+        return value
+
+
+_parser = BytesParser(policy=_UTF8HeadersPolicy())
 
 
 @dataclass
@@ -79,7 +97,7 @@ def _summarize(message: Message) -> Summary:
     for part in _leaf_parts(message):
         if _is_attachment(part):
             summary.attachments += 1
-            name = part.get_filename()
+            name = _filename(part)
             if name:
                 summary.attachment_names.append(_decoded(name))
         elif part.get_content_type() == "text/plain" and text is None:
@@ -119,7 +137,14 @@ def _is_attachment(part: Message) -> bool:
     if disposition == "inline" or part.get_content_maintype() == "text":
         return False
     # A non-text part with a name and no inline Content-ID is meant to be saved.
-    return part.get_filename() is not None and part.get("Content-ID") is None
+    return _filename(part) is not None and part.get("Content-ID") is None
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        return part.get_filename()
+    except UnicodeError:  # an RFC 2231 name in a codec that refuses errors="replace"
+        return ""
 
 
 def _decoded_body(part: Message) -> str:
@@ -129,7 +154,7 @@ def _decoded_body(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, errors="replace")
-    except LookupError:  # an unknown charset name
+    except (LookupError, UnicodeError):  # an unknown charset, or a codec such as idna
         return payload.decode("utf-8", errors="replace")
 
 
@@ -143,7 +168,8 @@ def _decoded(value: object) -> str:
     text = _FOLDING.sub(" ", str(value))
     try:
         return str(make_header(decode_header(text)))
-    except (ValueError, LookupError, UnicodeError):
+    except (ValueError, LookupError, UnicodeError, MessageError):
+        # MessageError: HeaderParseError (bad base64) and CharsetError (bad charset name)
         return text
 
 
@@ -162,9 +188,12 @@ def _rfc3339(value: object) -> str | None:
     if value is None:
         return None
     try:
-        return parsedate_to_datetime(str(value)).isoformat()
+        moment = parsedate_to_datetime(str(value))
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if moment.tzinfo is None:  # "-0000": UTC, local offset unknown (RFC 5322 3.3)
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.isoformat()
 
 
 def _tags(value: object) -> list[str]:

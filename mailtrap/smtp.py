@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from mailtrap.auth import Credentials
 from mailtrap.errors import StorageError
@@ -20,6 +22,7 @@ READ_BUFFER = 64 * 1024  # StreamReader limit: how much DATA one read may return
 
 REPLY_STORAGE_FAILED = "451 4.3.0 Temporary storage failure, try again later"
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+REPLY_BARE_CR_LF = "501 5.5.2 CR and LF are not allowed in a command"
 
 
 class DataTooLarge(Exception):
@@ -82,6 +85,26 @@ class _CRLFLineReader(asyncio.StreamReader):
         return await super().readuntil(separator)
 
 
+_Command = Callable[[Any, Any], Awaitable[None]]
+
+
+def _refusing_cr_lf(command: _Command) -> _Command:
+    """Wrap an ``smtp_*`` method to refuse a CR or LF inside its argument (RFC 5321 2.3.8).
+
+    Lines end only at CRLF, so a bare CR or LF arrives inside the argument.
+    ``functools.wraps`` keeps aiosmtpd's ``@syntax`` data, which HELP lists.
+    """
+
+    @functools.wraps(command)
+    async def checked(self: SMTP, arg: str | None) -> None:
+        if arg and ("\r" in arg or "\n" in arg):
+            await self.push(REPLY_BARE_CR_LF)
+            return
+        await command(self, arg)
+
+    return checked
+
+
 class SessionTracker:
     """The live SMTP sessions: the connection cap, and open transactions for a clean stop."""
 
@@ -132,6 +155,7 @@ class MailtrapSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._tracker = tracker
         self._refused = False
+        self._in_data = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # self.transport is set on the STARTTLS switch, which is no new connection.
@@ -157,8 +181,13 @@ class MailtrapSMTP(SMTP):
         return False if self._refused else super().eof_received()
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        if self._refused:
+            return
+        if self._in_data:
+            # The DATA timeout runs between blocks of data, not over the whole
+            # message (RFC 5321 4.5.3.2.6): a slow but steady sender is not idle.
+            self._reset_timeout()
+        super().data_received(data)
 
     def _cb_client_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -171,18 +200,13 @@ class MailtrapSMTP(SMTP):
             self.transport.write(b"421 4.4.2 Idle timeout, closing connection\r\n")  # type: ignore[attr-defined]
         super()._timeout_cb()
 
-    async def smtp_MAIL(self, arg: str | None) -> None:
-        if arg and ("\r" in arg or "\n" in arg):
-            await self.push("501 5.5.2 CR and LF are not allowed in a command")
-            return
-        await super().smtp_MAIL(arg)
+    # Their arguments end up in stored fields (the HELO name, addresses).
+    smtp_HELO = _refusing_cr_lf(SMTP.smtp_HELO)
+    smtp_EHLO = _refusing_cr_lf(SMTP.smtp_EHLO)
+    smtp_MAIL = _refusing_cr_lf(SMTP.smtp_MAIL)
+    smtp_RCPT = _refusing_cr_lf(SMTP.smtp_RCPT)
 
-    async def smtp_RCPT(self, arg: str | None) -> None:
-        if arg and ("\r" in arg or "\n" in arg):
-            await self.push("501 5.5.2 CR and LF are not allowed in a command")
-            return
-        await super().smtp_RCPT(arg)
-
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -196,6 +220,7 @@ class MailtrapSMTP(SMTP):
         self._tracker.begin_transaction()
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
+            self._in_data = True
             try:
                 content = await read_data(
                     self._reader, self.data_size_limit or 0, self._reset_timeout
@@ -204,6 +229,8 @@ class MailtrapSMTP(SMTP):
                 self._set_post_data_state()
                 await self.push(REPLY_TOO_BIG)
                 return
+            finally:
+                self._in_data = False
             self.envelope.content = self.envelope.original_content = content
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
@@ -219,6 +246,19 @@ class CaptureHandler:
         self.store = store
         self.max_recipients = max_recipients
         self.credentials = credentials
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # aiosmtpd reads commands from a buffer one line at a time, so pipelined
+        # commands (RFC 2920) work; it just does not advertise them.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -256,7 +296,9 @@ class CaptureHandler:
             ),
         )
         try:
-            message_id = await asyncio.wrap_future(self.store.add(message))
+            # Shielded: a client hanging up now cancels this session, and that
+            # must not cancel a write the store may already be committing.
+            message_id = await asyncio.shield(asyncio.wrap_future(self.store.add(message)))
         except StorageError:
             log.exception("could not store a message from %s", message.peer)
             return REPLY_STORAGE_FAILED

@@ -167,7 +167,9 @@ class Store:
 
     def _send(self, batch: list[_Job]) -> None:
         try:
-            if self._pipe is None:  # the last writer died: start a new one
+            if self._process is not None and self._process.poll() is not None:
+                self._stop_writer()  # it died while idle: nothing of this batch is lost yet
+            if self._pipe is None:
                 self._start_writer()
             assert self._pipe is not None
             self._pipe.send([(job.name, job.args) for job in batch])

@@ -196,6 +196,10 @@ class Writer:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
                 results = [getattr(self, "op_" + name)(*args) for name, args in batch]
+                # Pruned in the same transaction, so no reader ever sees more
+                # than max_messages.
+                if self.over_limit:
+                    self._delete_oldest()
         except BaseException:
             self.count = count
             raise
@@ -224,10 +228,11 @@ class Writer:
             sql = "DELETE FROM messages WHERE created < ?"
             self.count -= self.conn.execute(sql, [cutoff]).rowcount
         if self.over_limit:
-            sql = (
-                "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT ?)"
-            )
-            self.count -= self.conn.execute(sql, [self.count - self.max_messages]).rowcount
+            self._delete_oldest()
+
+    def _delete_oldest(self) -> None:
+        sql = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT ?)"
+        self.count -= self.conn.execute(sql, [self.count - self.max_messages]).rowcount
 
     # -- the process ---------------------------------------------------------
 
@@ -241,8 +246,7 @@ class Writer:
                 except EOFError:  # the server is gone: everything asked for is committed
                     return
                 pipe.send((self.apply_batch(batch), self.commits))
-            due = self.max_age is not None and time.monotonic() >= next_sweep
-            if self.over_limit or due:
+            if self.max_age is not None and time.monotonic() >= next_sweep:
                 self.prune()
                 next_sweep = time.monotonic() + MAINTENANCE_INTERVAL
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serve_process import ServeProcess
 
 from mailtrap import Server
 from mailtrap.config import Address
@@ -44,3 +45,52 @@ def smtp(server: Server) -> Iterator[smtplib.SMTP]:
     address = server.smtp_address
     with smtplib.SMTP(address.host, address.port, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def start_serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """Start ``python -m mailtrap serve ARGS`` in ``tmp_path``; killed after the test if still up.
+
+    Keyword arguments go to :class:`ServeProcess` (``env``, ``drop_env``);
+    ``ready=False`` returns before the banner has been read.
+    """
+    started: list[ServeProcess] = []
+
+    def start(*args: str | Path, ready: bool = True, **options: Any) -> ServeProcess:
+        options.setdefault("cwd", tmp_path)
+        process = ServeProcess(args, **options)
+        started.append(process)
+        return process.wait_ready() if ready else process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with the default settings for a whole test module.
+
+    Starting a server costs a writer process (~0.15 s); modules with many
+    tests that need no special settings share this one through
+    ``emptied_module_server``.
+    """
+    folder = tmp_path_factory.mktemp("module-server")
+    server = Server(db=folder / "mail.db", smtp=EPHEMERAL).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emptied_module_server(module_server: Server) -> Server:
+    """``module_server`` with every message deleted: a cheap stand-in for ``server``.
+
+    A module opts in by overriding ``server`` (which ``smtp`` uses too)::
+
+        @pytest.fixture
+        def server(emptied_module_server: Server) -> Server:
+            return emptied_module_server
+    """
+    module_server.store.delete_all().result(timeout=10)
+    assert module_server.store.count() == 0
+    return module_server

@@ -1,0 +1,362 @@
+"""The store: IDs, pruning, the search index, concurrency and group commit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import sqlite3
+import string
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, wait
+from multiprocessing import Pipe
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailtrap import Server
+from mailtrap import writer as writer_module
+from mailtrap.errors import StorageError
+from mailtrap.schema import prepare_database
+from mailtrap.store import IncomingMessage, Store
+from mailtrap.writer import Writer
+
+FUTURE_TIMEOUT = 30.0
+
+
+def incoming(subject: str = "Hello", body: str = "Some text.", **headers: str) -> IncomingMessage:
+    extra = "".join(f"{name.replace('_', '-')}: {value}\r\n" for name, value in headers.items())
+    raw = (
+        f"From: sender@example.com\r\nTo: rcpt@example.com\r\nSubject: {subject}\r\n{extra}"
+        f"\r\n{body}\r\n"
+    ).encode()
+    return IncomingMessage(raw=raw, mail_from="sender@example.com", rcpt_tos=["rcpt@example.com"])
+
+
+def add(store: Store, message: IncomingMessage | None = None) -> str:
+    return store.add(message or incoming()).result(FUTURE_TIMEOUT)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "mail.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    with Store(db) as opened:
+        yield opened
+
+
+def seq_of(store: Store, message_id: str) -> int:
+    return int(store.get(message_id)["seq"])
+
+
+def set_created(db: Path, message_ids: list[str], created: float) -> None:
+    with sqlite3.connect(db) as conn:
+        marks = ",".join("?" * len(message_ids))
+        conn.execute(
+            f"UPDATE messages SET created = ? WHERE id IN ({marks})", [created, *message_ids]
+        )
+    conn.close()
+
+
+# -- IDs --------------------------------------------------------------------------------
+
+
+def test_ids_are_short_unique_letters_and_digits(store: Store) -> None:
+    ids = [future.result(FUTURE_TIMEOUT) for future in [store.add(incoming()) for _ in range(300)]]
+
+    assert len(set(ids)) == len(ids)
+    allowed = set(string.ascii_letters + string.digits)
+    for message_id in ids:
+        assert set(message_id) <= allowed, message_id
+        assert 9 <= len(message_id) <= 12, message_id
+    assert store.ids() == ids  # oldest first, as added
+
+
+def test_an_id_is_never_reused_after_deletion_even_across_a_restart(db: Path) -> None:
+    with Store(db) as store:
+        ids = [add(store) for _ in range(3)]
+        newest = ids[-1]
+        newest_seq = seq_of(store, newest)
+        assert store.delete([newest]).result(FUTURE_TIMEOUT) == 1
+
+    with Store(db) as store:
+        added = add(store)
+        assert added not in ids
+        assert seq_of(store, added) > newest_seq
+        assert store.ids() == [*ids[:2], added]
+
+        added_seq = seq_of(store, added)
+        assert store.delete_all().result(FUTURE_TIMEOUT) == 3
+        after_delete_all = add(store)
+        assert seq_of(store, after_delete_all) > added_seq
+
+
+# -- pruning ----------------------------------------------------------------------------
+
+
+def test_max_messages_keeps_only_the_newest(make_server: Callable[..., Server]) -> None:
+    server = make_server(max_messages=5)
+    ids = []
+    address = server.smtp_address
+    with smtplib.SMTP(address.host, address.port, timeout=10) as client:
+        client.ehlo()
+        for number in range(8):
+            client.mail("sender@example.com")
+            client.rcpt("rcpt@example.com")
+            code, reply = client.data(f"Subject: {number}\r\n\r\nBody {number}\r\n".encode())
+            assert code == 250, reply
+            ids.append(reply.decode().rsplit(" ", 1)[1])
+
+    # Pruning happens in the transaction that adds the message, before its 250.
+
+    assert server.store.ids() == ids[3:]
+
+
+def test_max_messages_prunes_an_existing_database_on_open(db: Path) -> None:
+    with Store(db) as store:
+        ids = [add(store) for _ in range(6)]
+
+    with Store(db, max_messages=2) as store:
+        assert store.ids() == ids[4:]
+
+
+def test_max_age_deletes_old_messages_when_the_store_opens(db: Path) -> None:
+    # While running, the writer sweeps by age every MAINTENANCE_INTERVAL (60 s) in its
+    # own process, out of a test's reach; the sweep at open runs the same code at once.
+    with Store(db) as store:
+        ids = [add(store) for _ in range(4)]
+    set_created(db, ids[:2], time.time() - 7200)
+    set_created(db, ids[2:3], time.time() - 1800)
+
+    with Store(db, max_age=3600) as store:
+        assert store.ids() == ids[2:]
+        assert store.reader.execute("SELECT count(*) FROM raw").fetchone()[0] == 2
+
+
+def test_the_age_sweep_runs_while_the_writer_waits_for_work(
+    monkeypatch: pytest.MonkeyPatch, db: Path
+) -> None:
+    # In-process, so that the 60 s interval can be shortened: a Writer serving a pipe
+    # exactly as in its own process.
+    prepare_database(db)
+    monkeypatch.setattr(writer_module, "MAINTENANCE_INTERVAL", 0.05)
+    writer = Writer(db, max_age=3600)
+    ours, theirs = Pipe()
+    serving = threading.Thread(target=writer.serve, args=(theirs,), daemon=True)
+    serving.start()
+    try:
+        ours.send([("add", (incoming("old"),)), ("add", (incoming("new"),))])
+        outcomes, _ = ours.recv()
+        old_id, new_id = (value for _, value in outcomes)
+        set_created(db, [old_id], time.time() - 7200)
+
+        deadline = time.monotonic() + 10
+        store = Store(db)
+        while store.ids() != [new_id] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.ids() == [new_id]
+    finally:
+        ours.close()
+        serving.join(10)
+        writer.conn.close()
+
+
+# -- the search index -------------------------------------------------------------------
+
+
+def search(store: Store, query: str) -> list[str]:
+    rows = store.reader.execute(
+        "SELECT messages.id FROM messages_fts JOIN messages ON messages.seq = messages_fts.rowid"
+        " WHERE messages_fts MATCH ? ORDER BY messages.seq",
+        [query],
+    )
+    return [row[0] for row in rows]
+
+
+WITH_ATTACHMENT = (
+    b"From: Alice Example <alice@example.com>\r\n"
+    b"To: Bob <bob@example.org>\r\n"
+    b"Subject: Quarterly invoice\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n'
+    b"\r\n"
+    b"--b\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"Please find the pineapple figures attached.\r\n"
+    b"--b\r\n"
+    b'Content-Type: application/pdf; name="report-2024.pdf"\r\n'
+    b'Content-Disposition: attachment; filename="report-2024.pdf"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQK\r\n"
+    b"--b--\r\n"
+)
+
+
+def test_the_search_index_finds_subject_address_body_and_attachment_name(store: Store) -> None:
+    wanted = add(store, IncomingMessage(WITH_ATTACHMENT, "alice@example.com", ["bob@example.org"]))
+    other = add(store, incoming("Weekly newsletter", "Nothing about fruit."))
+
+    assert search(store, "quarterly") == [wanted]
+    assert search(store, "subject:invoice") == [wanted]
+    assert search(store, '"alice@example.com"') == [wanted]
+    assert search(store, 'addresses:"bob@example.org"') == [wanted]
+    assert search(store, "Alice") == [wanted]
+    assert search(store, "body:pineapple") == [wanted]
+    assert search(store, 'attachment_names:"report-2024.pdf"') == [wanted]
+    assert search(store, "newsletter") == [other]
+    assert search(store, "nonexistentword") == []
+
+    store.delete([wanted]).result(FUTURE_TIMEOUT)
+    assert search(store, "pineapple") == []
+
+
+def test_the_search_index_follows_pruning(db: Path) -> None:
+    with Store(db) as store:
+        old = add(store, incoming("Old kumquat"))
+        add(store, incoming("New kumquat"))
+    set_created(db, [old], time.time() - 7200)
+
+    with Store(db, max_age=3600) as store:
+        assert len(search(store, "kumquat")) == 1
+        assert search(store, "old") == []
+
+
+# -- concurrency ------------------------------------------------------------------------
+
+
+def test_a_reader_in_a_long_transaction_does_not_block_the_writer(store: Store, db: Path) -> None:
+    add(store)
+    reader = sqlite3.connect(db, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+
+        started = time.monotonic()
+        for _ in range(20):
+            add(store)  # each one committed while the reader holds its snapshot
+        assert time.monotonic() - started < 5  # far below the 10 s busy timeout
+
+        assert reader.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT count(*) FROM messages").fetchone()[0] == 21
+    finally:
+        reader.close()
+
+
+class BatchRecorder:
+    """Wraps ``store._send`` to see the batches handed to the writer; can hold one back."""
+
+    def __init__(self, store: Store, *, hold_first: bool = False):
+        self.batches: list[list[Any]] = []
+        self.first_arrived = threading.Event()
+        self.release = threading.Event()
+        if not hold_first:
+            self.release.set()
+        self._send = store._send
+        store._send = self._record  # type: ignore[method-assign]
+
+    def _record(self, batch: list[Any]) -> None:
+        self.batches.append(batch)
+        if len(self.batches) == 1:
+            self.first_arrived.set()
+            self.release.wait(FUTURE_TIMEOUT)
+        self._send(batch)
+
+
+def test_writes_submitted_together_share_few_transactions(store: Store) -> None:
+    recorder = BatchRecorder(store)
+    commits_before = store.commits
+
+    futures = [store.add(incoming(f"Burst {number}")) for number in range(200)]
+    _, not_done = wait(futures, FUTURE_TIMEOUT)
+
+    assert not not_done
+    ids = [future.result() for future in futures]
+    assert len(set(ids)) == 200
+    assert store.ids() == ids
+    transactions = store.commits - commits_before
+    assert transactions == len(recorder.batches)  # one transaction per batch
+    assert transactions <= 20, [len(batch) for batch in recorder.batches]
+
+
+def test_what_is_queued_during_a_commit_goes_into_the_next_transaction(store: Store) -> None:
+    recorder = BatchRecorder(store, hold_first=True)
+    first = store.add(incoming("first"))
+    assert recorder.first_arrived.wait(FUTURE_TIMEOUT)
+
+    queued = [store.add(incoming(f"queued {number}")) for number in range(200)]
+    recorder.release.set()
+    for future in [first, *queued]:
+        future.result(FUTURE_TIMEOUT)
+
+    assert [len(batch) for batch in recorder.batches] == [1, 200]
+
+
+def test_a_failing_write_does_not_fail_the_writes_batched_with_it(store: Store) -> None:
+    recorder = BatchRecorder(store, hold_first=True)
+    store.add(incoming("holds the dispatcher"))
+    assert recorder.first_arrived.wait(FUTURE_TIMEOUT)
+
+    before = store.add(incoming("before"))
+    # A value SQLite cannot bind: this write fails inside the writer's transaction.
+    broken: Future[int] = store.delete([{"not": "an id"}])  # type: ignore[list-item]
+    after = store.add(incoming("after"))
+    recorder.release.set()
+
+    with pytest.raises(StorageError, match="could not write"):
+        broken.result(FUTURE_TIMEOUT)
+    before_id, after_id = before.result(FUTURE_TIMEOUT), after.result(FUTURE_TIMEOUT)
+    assert [len(batch) for batch in recorder.batches] == [1, 3], "not batched together"
+    assert store.ids()[-2:] == [before_id, after_id]
+    assert store.count() == 3
+
+
+def test_the_writer_retries_each_write_alone_when_a_batch_fails(
+    db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_summarize = writer_module.summarize
+
+    def summarize_unless_poisoned(raw: bytes, rcpt_tos: Any = ()) -> Any:
+        if b"POISON" in raw:
+            raise RuntimeError("the parser fell over")
+        return real_summarize(raw, rcpt_tos)
+
+    monkeypatch.setattr(writer_module, "summarize", summarize_unless_poisoned)
+    prepare_database(db)
+    writer = Writer(db)
+    try:
+        outcomes = writer.apply_batch(
+            [
+                ("add", (incoming("one"),)),
+                ("add", (incoming("POISON"),)),
+                ("add", (incoming("two"),)),
+            ]
+        )
+    finally:
+        writer.conn.close()
+
+    (ok_one, one_id), (ok_poison, reason), (ok_two, two_id) = outcomes
+    assert (ok_one, ok_poison, ok_two) == (True, False, True)
+    assert "the parser fell over" in reason
+    assert Store(db).ids() == [one_id, two_id]
+    assert writer.count == 2
+
+
+def test_a_dead_writer_process_is_replaced(store: Store) -> None:
+    first = add(store)
+    assert store._process is not None
+    os.kill(store._process.pid, signal.SIGKILL)
+    store._process.wait()
+
+    # The store notices the dead writer before sending, so not even the first write fails.
+    after = [add(store, incoming(f"after the crash {number}")) for number in range(3)]
+
+    assert store.ids() == [first, *after]
