@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from passlib.apache import HtpasswdFile
@@ -17,11 +18,19 @@ class Credentials:
             self._file = HtpasswdFile(str(path))
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot read htpasswd file {path}: {error}") from error
+        self._verified: dict[tuple[str, bytes], bool] = {}
         if not self._file.users():
             raise ConfigError(f"htpasswd file {path} has no users")
 
     def check(self, user: str, password: str) -> bool:
-        try:
-            return bool(self._file.check_password(user, password))
-        except ValueError:  # a hash format passlib cannot verify
-            return False
+        # bcrypt takes a quarter of a second by design, and SMTP checks
+        # credentials on the event loop: each pair is verified once.
+        key = (user, hashlib.sha256(password.encode()).digest())
+        if key not in self._verified:
+            if len(self._verified) >= 1024:  # bounded, whatever a client tries
+                self._verified.clear()
+            try:
+                self._verified[key] = bool(self._file.check_password(user, password))
+            except ValueError:  # a hash format passlib cannot verify
+                self._verified[key] = False
+        return self._verified[key]

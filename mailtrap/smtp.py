@@ -17,6 +17,12 @@ from mailtrap.store import IncomingMessage, Store
 
 log = logging.getLogger(__name__)
 
+# aiosmtpd itself sets the deprecated Session.login_data on every AUTH and
+# logs a warning about it each time; that warning is not ours to act on.
+logging.getLogger("mail.log").addFilter(
+    lambda record: "login_data is deprecated" not in record.getMessage()
+)
+
 END_OF_DATA = b"\r\n.\r\n"
 READ_BUFFER = 64 * 1024  # StreamReader limit: how much DATA one read may return
 
@@ -286,7 +292,7 @@ class CaptureHandler:
             mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
             rcpt_tos=list(envelope.rcpt_tos),
             mail_options=list(envelope.mail_options),
-            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+            peer=_format_peer(peer),
             helo=session.host_name or "",
             tls=session.ssl is not None,
             auth_user=(
@@ -356,3 +362,11 @@ def smtp_factory(
         )
 
     return make
+
+
+def _format_peer(peer: Any) -> str:
+    """``host:port``, with IPv6 hosts in brackets so the port stays unambiguous."""
+    if not isinstance(peer, tuple):
+        return str(peer or "")
+    host, port = peer[0], peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -162,6 +162,8 @@ class Store:
                 stopping = item is _STOP
                 if isinstance(item, _Job):
                     batch.append(item)
+            # A caller may have given up on a write; it is then not sent at all.
+            batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
             if batch:
                 self._send(batch)
 
