@@ -1,8 +1,10 @@
 """MIME-to-summary conversion: the fields the inbox lists and searches.
 
-Pure functions over bytes. Parsing uses the ``compat32`` policy, an order of
-magnitude cheaper than ``policy.default``, and decodes only the text bodies:
-attachments are counted and named, never decoded, at ingest.
+Pure functions over bytes. Only header blocks go through the standard
+``email`` parser (with the cheap ``compat32`` policy); multipart bodies are cut
+at their boundaries with ``bytes.find``, so an attachment's content is never
+fed through the parser line by line, nor decoded: attachments are counted and
+named, and only the text bodies are decoded.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser
 from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -40,7 +42,11 @@ class _UTF8HeadersPolicy(Compat32):
         return value
 
 
-_parser = BytesParser(policy=_UTF8HeadersPolicy())
+_header_parser = BytesHeaderParser(policy=_UTF8HeadersPolicy())
+
+
+class MimeLimitError(ValueError):
+    """The MIME structure is nested too deep or has too many parts to be summarized."""
 
 
 @dataclass
@@ -70,7 +76,7 @@ def summarize(raw: bytes, rcpt_tos: Sequence[str] = ()) -> Summary:
     how a blind copy shows up in captured mail.
     """
     try:
-        summary = _summarize(_parser.parsebytes(raw))
+        summary = _summarize(raw)
     except Exception as error:  # any parser or decoder failure: the raw bytes are still kept
         summary = Summary(parse_error=f"{type(error).__name__}: {error}")
     visible = {a["Address"].lower() for a in summary.to + summary.cc + summary.bcc}
@@ -80,7 +86,8 @@ def summarize(raw: bytes, rcpt_tos: Sequence[str] = ()) -> Summary:
     return summary
 
 
-def _summarize(message: Message) -> Summary:
+def _summarize(raw: bytes) -> Summary:
+    message, body = _parse_part(raw)
     from_ = _addresses(message, "From")
     summary = Summary(
         message_id=_decoded(message.get("Message-ID")).strip().strip("<>"),
@@ -94,40 +101,89 @@ def _summarize(message: Message) -> Summary:
         tags=_tags(message.get("X-Tags")),
     )
     text = html_body = None
-    for part in _leaf_parts(message):
+    for part, part_body in _leaf_parts(message, body):
         if _is_attachment(part):
             summary.attachments += 1
             name = _filename(part)
             if name:
                 summary.attachment_names.append(_decoded(name))
         elif part.get_content_type() == "text/plain" and text is None:
-            text = _decoded_body(part)
+            text = _decoded_body(part, part_body)
         elif part.get_content_type() == "text/html" and html_body is None:
-            html_body = _decoded_body(part)
+            html_body = _decoded_body(part, part_body)
     body = text if text is not None else html_to_text(html_body or "")
     summary.text = body[:MAX_SEARCH_TEXT]
     summary.snippet = " ".join(body[: SNIPPET_LENGTH * 8].split())[:SNIPPET_LENGTH]
     return summary
 
 
-def _leaf_parts(message: Message) -> Iterator[Message]:
-    """Yield the non-multipart parts, depth-first, within the depth and count limits.
+def _leaf_parts(message: Message, body: bytes) -> Iterator[tuple[Message, bytes]]:
+    """Yield (headers, body) of the non-multipart parts, depth-first.
 
-    An attached message (message/rfc822) is one leaf: its insides belong to it.
+    An attached message (message/rfc822) is one leaf: its insides belong to
+    it. Past the depth or part-count limit, :class:`MimeLimitError`.
     """
-    stack: list[tuple[Message, int]] = [(message, 0)]
+    stack: list[tuple[Message, bytes, int]] = [(message, body, 0)]
     seen = 0
     while stack:
-        part, depth = stack.pop()
+        part, part_body, depth = stack.pop()
         seen += 1
         if seen > MAX_MIME_PARTS:
-            return
-        if part.is_multipart() and part.get_content_maintype() == "multipart":
-            if depth < MAX_MIME_DEPTH:
-                children = part.get_payload()
-                stack.extend((child, depth + 1) for child in reversed(children))
-        else:
-            yield part
+            raise MimeLimitError(f"more than {MAX_MIME_PARTS} MIME parts")
+        boundary = part.get_boundary() if part.get_content_maintype() == "multipart" else None
+        if boundary is None:
+            yield part, part_body
+            continue
+        if depth >= MAX_MIME_DEPTH:
+            raise MimeLimitError(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels")
+        children = [_parse_part(child) for child in split_multipart(part_body, boundary)]
+        stack.extend((child, child_body, depth + 1) for child, child_body in reversed(children))
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _parse_part(data: bytes) -> tuple[Message, bytes]:
+    """Parse the header block of a message or part; return it with the raw body."""
+    if data.startswith((b"\r\n", b"\n")):  # no header fields at all
+        return Message(policy=_header_parser.policy), data[data.index(b"\n") + 1 :]
+    end = _HEADER_END.search(data)
+    if end is None:
+        return _header_parser.parsebytes(data), b""
+    return _header_parser.parsebytes(data[: end.start()]), data[end.end() :]
+
+
+def split_multipart(body: bytes, boundary: str) -> list[bytes]:
+    """The parts of a multipart body (RFC 2046 5.1.1), without preamble and epilogue.
+
+    A delimiter is ``--boundary`` at the start of a line, followed only by
+    white space (or ``--`` for the last one); the line break before it
+    belongs to the delimiter. A body missing its closing delimiter ends at
+    the end of the data, as the standard parser does too.
+    """
+    delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
+    parts: list[bytes] = []
+    part_start: int | None = None
+    position = 0
+    while (found := body.find(delimiter, position)) != -1:
+        position = found + 1
+        if found and body[found - 1] != 0x0A:  # not at the start of a line
+            continue
+        line_end = body.find(b"\n", found)
+        line_end = len(body) if line_end == -1 else line_end + 1
+        rest = body[found + len(delimiter) : line_end]
+        closing = rest.startswith(b"--")
+        if not closing and rest.strip():
+            continue  # a longer boundary that merely starts with ours
+        if part_start is not None:
+            part_end = found - (2 if body[found - 2 : found] == b"\r\n" else 1)
+            parts.append(body[part_start : max(part_end, part_start)])
+        if closing:
+            return parts
+        part_start = position = line_end
+    if part_start is not None:
+        parts.append(body[part_start:])
+    return parts
 
 
 def _is_attachment(part: Message) -> bool:
@@ -147,7 +203,9 @@ def _filename(part: Message) -> str | None:
         return ""
 
 
-def _decoded_body(part: Message) -> str:
+def _decoded_body(part: Message, body: bytes) -> str:
+    # Decoded here, for text parts only (quoted-printable, base64).
+    part.set_payload(body.decode("ascii", "surrogateescape"))
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""

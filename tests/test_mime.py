@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailtrap.mime import SNIPPET_LENGTH, summarize
+from mailtrap.mime import MAX_MIME_DEPTH, SNIPPET_LENGTH, split_multipart, summarize
 
 
 def crlf(text: str) -> bytes:
@@ -202,37 +202,44 @@ def test_a_message_without_headers_or_body_gives_empty_fields():
     assert summary.parse_error is None
 
 
-def test_nesting_too_deep_for_the_parser_sets_parse_error_and_empties_the_fields():
-    # The stdlib parser recurses once per multipart level and gives up
-    # (RecursionError) long before 3000 levels.
-    raw = (
+def _nested_multiparts(levels: int) -> bytes:
+    return (
         b"Subject: deep\r\nFrom: a@example.com\r\n"
         + b"".join(
             b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
-            for i in range(3000)
-        )
-        + b"Content-Type: text/plain\r\n\r\nleaf\r\n"
-    )
-    summary = summarize(raw, ["rcpt@example.com"])
-    assert summary.parse_error is not None
-    assert summary.parse_error.startswith("RecursionError")
-    assert (summary.subject, summary.from_, summary.snippet) == ("", None, "")
-    # The envelope is still known even when the content is not.
-    assert summary.bcc == [{"Name": "", "Address": "rcpt@example.com"}]
-
-
-def test_mime_depth_limit_stops_descent_without_an_error():
-    raw = (
-        b"".join(
-            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
-            for i in range(40)
+            for i in range(levels)
         )
         + b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=x.pdf"
         + b"\r\n\r\nx\r\n"
     )
-    summary = summarize(raw)
-    assert summary.parse_error is None
-    assert summary.attachments == 0  # the attachment is below MAX_MIME_DEPTH
+
+
+def test_nesting_too_deep_sets_parse_error_and_empties_the_fields():
+    summary = summarize(_nested_multiparts(3000), ["rcpt@example.com"])
+    assert summary.parse_error is not None
+    assert summary.parse_error.startswith("MimeLimitError")
+    assert f"deeper than {MAX_MIME_DEPTH} levels" in summary.parse_error
+    assert (summary.subject, summary.from_, summary.snippet, summary.attachments) == (
+        "",
+        None,
+        "",
+        0,
+    )
+    # The envelope is still known even when the content is not.
+    assert summary.bcc == [{"Name": "", "Address": "rcpt@example.com"}]
+
+
+def test_nesting_up_to_the_depth_limit_is_summarized_and_one_more_level_is_not():
+    at_limit = summarize(_nested_multiparts(MAX_MIME_DEPTH))
+    assert at_limit.parse_error is None
+    assert (at_limit.subject, at_limit.attachments, at_limit.attachment_names) == (
+        "deep",
+        1,
+        ["x.pdf"],
+    )
+
+    beyond = summarize(_nested_multiparts(MAX_MIME_DEPTH + 1))
+    assert beyond.parse_error is not None and "deeper than" in beyond.parse_error
 
 
 # Regressions: one malformed detail used to make the whole summary empty.
@@ -303,3 +310,25 @@ def test_invalid_utf8_and_nul_bytes_in_headers_do_not_break_the_summary():
     assert summary.subject == "bad \ufffd\ufffd and \x00 nul"
     assert summary.from_ == {"Name": "", "Address": "a@example.com"}
     assert summary.snippet == "body \ufffd"
+
+
+def test_split_multipart_cuts_at_delimiter_lines_only():
+    body = (
+        b"preamble\r\n"
+        b"--XY\r\n"
+        b"Content-Type: text/plain\r\n\r\none --XY inside a line\r\n"
+        b"--XYZ not our boundary\r\n"
+        b"--XY  \r\n"
+        b"\r\ntwo, no headers\r\n"
+        b"--XY--\r\n"
+        b"epilogue --XY\r\n"
+    )
+    assert split_multipart(body, "XY") == [
+        b"Content-Type: text/plain\r\n\r\none --XY inside a line\r\n--XYZ not our boundary",
+        b"\r\ntwo, no headers",
+    ]
+
+
+def test_split_multipart_takes_a_missing_closing_delimiter_as_the_end():
+    assert split_multipart(b"--b\nfirst\n--b\nsecond\n", "b") == [b"first", b"second\n"]
+    assert split_multipart(b"no delimiter at all", "b") == []
