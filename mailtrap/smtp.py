@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -78,6 +79,12 @@ def unstuff(data: bytes) -> bytes:
     if data.startswith(b"."):
         data = data[1:]
     return data.replace(b"\r\n.", b"\r\n")
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ANGLE_ADDRESS = re.compile(
+    rf"\s*<(?P<address>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>\s*(?P<rest>[^(]*)\Z",
+)
 
 
 class _CRLFLineReader(asyncio.StreamReader):
@@ -205,6 +212,15 @@ class MailtrapSMTP(SMTP):
         if self.transport is not None:
             self.transport.write(b"421 4.4.2 Idle timeout, closing connection\r\n")  # type: ignore[attr-defined]
         super()._timeout_cb()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's general RFC 5322 address parser is a third of its CPU time
+        # per message; a plain <local@domain> (what nearly every client sends)
+        # yields the same result from one regular expression.
+        plain = _PLAIN_ANGLE_ADDRESS.match(arg)
+        if plain is not None:
+            return plain["address"], plain["rest"]
+        return super()._getaddr(arg)
 
     # Their arguments end up in stored fields (the HELO name, addresses).
     smtp_HELO = _refusing_cr_lf(SMTP.smtp_HELO)
