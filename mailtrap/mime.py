@@ -87,7 +87,7 @@ def summarize(raw: bytes, rcpt_tos: Sequence[str] = ()) -> Summary:
 
 
 def _summarize(raw: bytes) -> Summary:
-    message, body = _parse_part(raw)
+    message, body = _parse_part(raw, (0, len(raw)))
     from_ = _addresses(message, "From")
     summary = Summary(
         message_id=_decoded(message.get("Message-ID")).strip().strip("<>"),
@@ -101,29 +101,34 @@ def _summarize(raw: bytes) -> Summary:
         tags=_tags(message.get("X-Tags")),
     )
     text = html_body = None
-    for part, part_body in _leaf_parts(message, body):
+    for part, (start, end) in _leaf_parts(raw, message, body):
         if _is_attachment(part):
             summary.attachments += 1
             name = _filename(part)
             if name:
                 summary.attachment_names.append(_decoded(name))
         elif part.get_content_type() == "text/plain" and text is None:
-            text = _decoded_body(part, part_body)
+            text = _decoded_body(part, raw[start:end])
         elif part.get_content_type() == "text/html" and html_body is None:
-            html_body = _decoded_body(part, part_body)
+            html_body = _decoded_body(part, raw[start:end])
     body = text if text is not None else html_to_text(html_body or "")
     summary.text = body[:MAX_SEARCH_TEXT]
     summary.snippet = " ".join(body[: SNIPPET_LENGTH * 8].split())[:SNIPPET_LENGTH]
     return summary
 
 
-def _leaf_parts(message: Message, body: bytes) -> Iterator[tuple[Message, bytes]]:
-    """Yield (headers, body) of the non-multipart parts, depth-first.
+Span = tuple[int, int]  # start and end offsets into the raw message
 
-    An attached message (message/rfc822) is one leaf: its insides belong to
-    it. Past the depth or part-count limit, :class:`MimeLimitError`.
+
+def _leaf_parts(raw: bytes, message: Message, body: Span) -> Iterator[tuple[Message, Span]]:
+    """Yield (headers, body span) of the non-multipart parts, depth-first.
+
+    Parts are located by offsets into ``raw``, never copied, so a large
+    attachment costs no memory. An attached message (message/rfc822) is one
+    leaf: its insides belong to it. Past the depth or part-count limit,
+    :class:`MimeLimitError`.
     """
-    stack: list[tuple[Message, bytes, int]] = [(message, body, 0)]
+    stack: list[tuple[Message, Span, int]] = [(message, body, 0)]
     seen = 0
     while stack:
         part, part_body, depth = stack.pop()
@@ -136,54 +141,62 @@ def _leaf_parts(message: Message, body: bytes) -> Iterator[tuple[Message, bytes]
             continue
         if depth >= MAX_MIME_DEPTH:
             raise MimeLimitError(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels")
-        children = [_parse_part(child) for child in split_multipart(part_body, boundary)]
+        children = [_parse_part(raw, span) for span in multipart_spans(raw, boundary, part_body)]
         stack.extend((child, child_body, depth + 1) for child, child_body in reversed(children))
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
-def _parse_part(data: bytes) -> tuple[Message, bytes]:
-    """Parse the header block of a message or part; return it with the raw body."""
-    if data.startswith((b"\r\n", b"\n")):  # no header fields at all
-        return Message(policy=_header_parser.policy), data[data.index(b"\n") + 1 :]
-    end = _HEADER_END.search(data)
-    if end is None:
-        return _header_parser.parsebytes(data), b""
-    return _header_parser.parsebytes(data[: end.start()]), data[end.end() :]
+def _parse_part(raw: bytes, span: Span) -> tuple[Message, Span]:
+    """Parse the header block of the part at ``span``; return it with its body's span."""
+    start, end = span
+    if raw.startswith((b"\r\n", b"\n"), start, end):  # no header fields at all
+        return Message(policy=_header_parser.policy), (raw.index(b"\n", start) + 1, end)
+    header_end = _HEADER_END.search(raw, start, end)
+    if header_end is None:
+        return _header_parser.parsebytes(raw[start:end]), (end, end)
+    return _header_parser.parsebytes(raw[start : header_end.start()]), (header_end.end(), end)
 
 
 def split_multipart(body: bytes, boundary: str) -> list[bytes]:
-    """The parts of a multipart body (RFC 2046 5.1.1), without preamble and epilogue.
+    """The parts of a multipart body, as bytes (see :func:`multipart_spans`)."""
+    return [body[start:end] for start, end in multipart_spans(body, boundary, (0, len(body)))]
 
-    A delimiter is ``--boundary`` at the start of a line, followed only by
-    white space (or ``--`` for the last one); the line break before it
-    belongs to the delimiter. A body missing its closing delimiter ends at
-    the end of the data, as the standard parser does too.
+
+def multipart_spans(raw: bytes, boundary: str, body: Span) -> list[Span]:
+    """The parts of the multipart body at ``body`` (RFC 2046 5.1.1), as spans.
+
+    Preamble and epilogue are left out. A delimiter is ``--boundary`` at the
+    start of a line, followed only by white space (or ``--`` for the last
+    one); the line break before it belongs to the delimiter. A body missing
+    its closing delimiter ends at the end of the data, as the standard parser
+    does too.
     """
     delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
-    parts: list[bytes] = []
+    body_start, body_end = body
+    spans: list[Span] = []
     part_start: int | None = None
-    position = 0
-    while (found := body.find(delimiter, position)) != -1:
+    position = body_start
+    while (found := raw.find(delimiter, position, body_end)) != -1:
         position = found + 1
-        if found and body[found - 1] != 0x0A:  # not at the start of a line
+        if found > body_start and raw[found - 1] != 0x0A:  # not at the start of a line
             continue
-        line_end = body.find(b"\n", found)
-        line_end = len(body) if line_end == -1 else line_end + 1
-        rest = body[found + len(delimiter) : line_end]
+        line_end = raw.find(b"\n", found, body_end)
+        line_end = body_end if line_end == -1 else line_end + 1
+        rest = raw[found + len(delimiter) : line_end]
         closing = rest.startswith(b"--")
         if not closing and rest.strip():
             continue  # a longer boundary that merely starts with ours
         if part_start is not None:
-            part_end = found - (2 if body[found - 2 : found] == b"\r\n" else 1)
-            parts.append(body[part_start : max(part_end, part_start)])
+            crlf = found - 2 >= part_start and raw[found - 2 : found] == b"\r\n"
+            spans.append((part_start, max(found - (2 if crlf else 1), part_start)))
         if closing:
-            return parts
+            return spans
         part_start = position = line_end
     if part_start is not None:
-        parts.append(body[part_start:])
-    return parts
+        spans.append((part_start, body_end))
+    return spans
 
 
 def _is_attachment(part: Message) -> bool:

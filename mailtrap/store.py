@@ -24,7 +24,7 @@ from typing import Any
 
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.schema import prepare_database
-from mailtrap.writer import IncomingMessage, connect
+from mailtrap.writer import IncomingMessage, connect, send_batch
 
 __all__ = ["IncomingMessage", "Store"]
 
@@ -174,7 +174,7 @@ class Store:
             if self._pipe is None:
                 self._start_writer()
             assert self._pipe is not None
-            self._pipe.send([(job.name, job.args) for job in batch])
+            send_batch(self._pipe, [(job.name, job.args) for job in batch])
             outcomes, self.commits = self._pipe.recv()
         except (OSError, EOFError, StorageError) as error:
             self._stop_writer()

@@ -22,7 +22,7 @@ from mailtrap import writer as writer_module
 from mailtrap.errors import StorageError
 from mailtrap.schema import prepare_database
 from mailtrap.store import IncomingMessage, Store
-from mailtrap.writer import Writer
+from mailtrap.writer import Writer, send_batch
 
 FUTURE_TIMEOUT = 30.0
 
@@ -151,7 +151,7 @@ def test_the_age_sweep_runs_while_the_writer_waits_for_work(
     serving = threading.Thread(target=writer.serve, args=(theirs,), daemon=True)
     serving.start()
     try:
-        ours.send([("add", (incoming("old"),)), ("add", (incoming("new"),))])
+        send_batch(ours, [("add", (incoming("old"),)), ("add", (incoming("new"),))])
         outcomes, _ = ours.recv()
         old_id, new_id = (value for _, value in outcomes)
         set_created(db, [old_id], time.time() - 7200)
