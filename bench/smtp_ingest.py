@@ -850,6 +850,6 @@ def _vm_hwm_kb(pid: int) -> int | None:
     match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
     return int(match[1]) if match else None
 
+
 if __name__ == "__main__":
     sys.exit(main())
-
