@@ -14,7 +14,15 @@ from typing import Any
 import click
 
 from mailtrap import __version__
-from mailtrap.config import Config, parse_address, parse_duration, parse_size
+from mailtrap.config import (
+    Config,
+    normalize_webroot,
+    parse_address,
+    parse_duration,
+    parse_list,
+    parse_optional_address,
+    parse_size,
+)
 from mailtrap.errors import ConfigError, MailtrapError
 from mailtrap.ingest import Problem, dump, find_sources, load
 from mailtrap.server import Server
@@ -40,6 +48,9 @@ class _Parsed(click.ParamType):
 
 
 ADDRESS = _Parsed("[HOST:]PORT", parse_address)
+OPTIONAL_ADDRESS = _Parsed("[HOST:]PORT|off", parse_optional_address)
+WEBROOT = _Parsed("PATH", normalize_webroot)
+LIST = _Parsed("LIST", parse_list)
 SIZE = _Parsed("SIZE", parse_size)
 DURATION = _Parsed("DURATION", parse_duration)
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -126,12 +137,43 @@ def main() -> None:
     help="Close SMTP connections idle this long (421).",
 )
 @option("--hostname", default="mailtrap", help="Name the server gives itself in SMTP greetings.")
+@option(
+    "--http",
+    type=OPTIONAL_ADDRESS,
+    default="127.0.0.1:8025",
+    help="Web inbox and API listen address; port 0 picks a free port; 'off' turns it off.",
+)
+@option(
+    "--webroot",
+    type=WEBROOT,
+    default="/",
+    help="Serve the web inbox and API under this path (behind a reverse proxy).",
+)
+@option(
+    "--ui-auth-file",
+    type=FILE,
+    default=None,
+    help="htpasswd file: basic auth for the web inbox, API and websocket.",
+)
+@option(
+    "--api-cors",
+    type=LIST,
+    default="",
+    help="Comma-separated origins allowed to call the API from a browser (CORS); none by default.",
+)
+@option(
+    "--allowed-hosts",
+    type=LIST,
+    default="",
+    help="More Host names to answer when bound to loopback (for a reverse proxy).",
+)
 def serve(**settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per HTTP request
     # Before the banner: whoever waits for it may signal at once, and must get a clean stop.
     stop = _stop_on_signal()
     server = Server(Config(**settings))
@@ -142,12 +184,10 @@ def serve(**settings: Any) -> None:
         raise click.UsageError(str(error)) from error
     except MailtrapError as error:
         raise click.ClickException(str(error)) from error
-    except OSError as error:
-        raise click.ClickException(
-            f"cannot listen on {server.config.smtp}: {error.strerror}"
-        ) from error
     click.echo(f"Mailtrap {__version__}")
     click.echo(f"SMTP listening on {server.smtp_address}")
+    if server.config.http is not None:
+        click.echo(f"HTTP listening on {server.http_address} (web inbox: {server.http_url})")
     click.echo(f"Database: {server.config.db_path}")
     click.echo("Press Ctrl+C to stop.")
     sys.stdout.flush()

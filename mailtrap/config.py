@@ -68,6 +68,7 @@ class Config:
     """Everything a :class:`mailtrap.Server` needs; the defaults match ``mailtrap serve``."""
 
     smtp: Address = Address("127.0.0.1", 1025)
+    http: Address | None = Address("127.0.0.1", 8025)  # None: no web inbox or API
     db: Path | None = None
     max_message_size: int = 50 * MiB
     max_messages: int = 10_000
@@ -81,6 +82,10 @@ class Config:
     smtp_max_connections: int = 100
     smtp_idle_timeout: float = 300.0
     hostname: str = "mailtrap"
+    webroot: str = "/"
+    ui_auth_file: Path | None = None
+    api_cors: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -104,6 +109,24 @@ class Config:
             raise ConfigError("--max-messages must be 0 (unlimited) or more")
         if self.smtp_max_recipients < 1 or self.smtp_max_connections < 1:
             raise ConfigError("recipient and connection limits must be at least 1")
-        for path in (self.smtp_tls_cert, self.smtp_tls_key, self.smtp_auth_file):
+        if not self.webroot.startswith("/"):
+            raise ConfigError(f"--webroot must start with '/': {self.webroot!r}")
+        for path in (self.smtp_tls_cert, self.smtp_tls_key, self.smtp_auth_file, self.ui_auth_file):
             if path is not None and not path.is_file():
                 raise ConfigError(f"file not found: {path}")
+
+
+def parse_optional_address(text: str) -> Address | None:
+    """``[HOST:]PORT``, or ``off`` to turn a listener off."""
+    return None if text.strip().lower() == "off" else parse_address(text)
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def normalize_webroot(text: str) -> str:
+    """``/``, or a path prefix such as ``/mail/`` (leading and trailing slash)."""
+    stripped = text.strip().strip("/")
+    return f"/{stripped}/" if stripped else "/"

@@ -11,6 +11,10 @@ class ConfigError(MailtrapError):
     """A setting is invalid (bad address, size, duration or file)."""
 
 
+class ListenError(MailtrapError):
+    """A listener could not bind its address (in use, not permitted, no such host)."""
+
+
 class StorageError(MailtrapError):
     """The store could not write or read a message."""
 

@@ -7,13 +7,19 @@ import dataclasses
 import logging
 import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from mailtrap.auth import Credentials
 from mailtrap.config import Address, Config
+from mailtrap.errors import ListenError
 from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
 from mailtrap.store import Store
 from mailtrap.tls import self_signed_context, server_context
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,9 @@ class Server:
         self._thread: threading.Thread | None = None
         self._smtp: asyncio.AbstractServer | None = None
         self._tracker = SessionTracker(self.config.smtp_max_connections)
+        self._http: BaseWSGIServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self.app: Flask | None = None
 
     def start(self) -> Server:
         """Open the store and start listening; returns once every port is bound."""
@@ -65,14 +74,45 @@ class Server:
         )
         listen = self._loop.create_server(factory, config.smtp.host, config.smtp.port)
         try:
-            self._smtp = asyncio.run_coroutine_threadsafe(listen, self._loop).result()
+            try:
+                self._smtp = asyncio.run_coroutine_threadsafe(listen, self._loop).result()
+            except OSError as error:
+                message = f"cannot listen for SMTP on {config.smtp}: {error.strerror}"
+                raise ListenError(message) from None
+            if config.http is not None:
+                try:
+                    self._start_http(config.http)
+                except OSError as error:
+                    raise ListenError(
+                        f"cannot listen for HTTP on {config.http}: {error.strerror}"
+                    ) from None
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _start_http(self, address: Address) -> None:
+        # Imported here: a server without HTTP does not pay for Flask.
+        from mailtrap.web.app import create_app
+
+        self.app = create_app(self)
+        # Werkzeug's threaded server: flask-sock supports it, and a thread per
+        # connection is plenty for a developer's inbox and a test suite.
+        self._http = make_server(address.host, address.port, self.app, threaded=True)
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, name="mailtrap-http", daemon=True
+        )
+        self._http_thread.start()
+
     def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let transactions in flight finish, then close everything."""
+        if self._http is not None and self._http_thread is not None:
+            assert self.app is not None
+            self.app.config["MAILTRAP_STOPPING"].set()
+            self._http.shutdown()
+            self._http_thread.join()
+            self._http.server_close()
+            self._http = self._http_thread = None
         if self._loop is not None and self._thread is not None:
             if self._loop.is_running():
                 asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result()
@@ -104,6 +144,20 @@ class Server:
             raise RuntimeError("the server is not running")
         host, port = self._smtp.sockets[0].getsockname()[:2]
         return Address(host, port)
+
+    @property
+    def http_address(self) -> Address:
+        """Where the web inbox and API listen, with the real port."""
+        if self._http is None:
+            raise RuntimeError("HTTP is not running")
+        return Address(self._http.host, self._http.server_port)
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the web inbox, webroot included."""
+        address = self.http_address
+        host = f"[{address.host}]" if ":" in address.host else address.host
+        return f"http://{host}:{address.port}{self.config.webroot}"
 
     def _tls_context(self) -> ssl.SSLContext | None:
         config = self.config

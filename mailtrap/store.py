@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mailtrap.errors import MessageNotFound, StorageError
+from mailtrap.events import EventHub
+from mailtrap.message import summary
 from mailtrap.schema import prepare_database
 from mailtrap.writer import IncomingMessage, connect, send_batch
 
@@ -49,8 +51,16 @@ class Store:
     prune the oldest messages.
     """
 
-    def __init__(self, path: Path, *, max_messages: int = 0, max_age: float | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_messages: int = 0,
+        max_age: float | None = None,
+        hub: EventHub | None = None,
+    ):
         self.path = Path(path)
+        self.hub = hub if hub is not None else EventHub()
         self.max_messages = max_messages
         self.max_age = max_age
         self.commits = 0  # transactions the writer has committed, as last reported
@@ -133,12 +143,21 @@ class Store:
         """Queue a message; the future gives its ID once it is committed."""
         return self._submit("add", message)
 
-    def delete(self, ids: Iterable[str]) -> Future[int]:
-        """Delete messages by ID; the future gives how many were deleted."""
+    def delete(self, ids: Iterable[str]) -> Future[list[str]]:
+        """Delete messages by ID; the future gives the IDs that existed."""
         return self._submit("delete", list(ids))
 
     def delete_all(self) -> Future[int]:
+        """Delete every message; the future gives how many there were."""
         return self._submit("delete_all")
+
+    def set_read(self, ids: Iterable[str] | None, read: bool = True) -> Future[list[str]]:
+        """Mark messages (``ids`` None: all) read or unread; gives the IDs that changed."""
+        return self._submit("set_read", None if ids is None else list(ids), read)
+
+    def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> Future[list[str]]:
+        """Replace the tags of messages; gives the IDs that exist."""
+        return self._submit("set_tags", list(ids), list(tags))
 
     def _submit(self, name: str, *args: Any) -> Future[Any]:
         if self._dispatcher is None:
@@ -175,7 +194,7 @@ class Store:
                 self._start_writer()
             assert self._pipe is not None
             send_batch(self._pipe, [(job.name, job.args) for job in batch])
-            outcomes, self.commits = self._pipe.recv()
+            outcomes, self.commits, pruned = self._pipe.recv()
         except (OSError, EOFError, StorageError) as error:
             self._stop_writer()
             for job in batch:
@@ -186,6 +205,32 @@ class Store:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(StorageError(f"could not write: {value}"))
+        if self.hub.has_subscribers:
+            self._publish(batch, outcomes, pruned)
+
+    def _publish(self, batch: list[_Job], outcomes: list[Any], pruned: list[str]) -> None:
+        """Tell subscribers what the batch changed, in Mailpit's event shapes."""
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if not ok:
+                continue
+            if job.name == "add":
+                try:
+                    self.hub.publish("new", summary(self.get(value)))
+                except MessageNotFound:  # pruned or deleted in the same breath
+                    continue
+            elif job.name == "delete":
+                for message_id in value:
+                    self.hub.publish("delete", {"ID": message_id})
+            elif job.name == "delete_all":
+                self.hub.publish("truncate")
+            elif job.name == "set_read":
+                for message_id in value:
+                    self.hub.publish("update", {"ID": message_id, "Read": job.args[1]})
+            elif job.name == "set_tags":
+                for message_id in value:
+                    self.hub.publish("update", {"ID": message_id, "Tags": sorted(set(job.args[1]))})
+        for message_id in pruned:
+            self.hub.publish("delete", {"ID": message_id})
 
     # -- reads ---------------------------------------------------------------
 

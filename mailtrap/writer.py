@@ -123,6 +123,11 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    """Slices small enough for SQLite's limit on bound parameters."""
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
 Operation = tuple[str, tuple[Any, ...]]  # ("add", (message,)), ("delete", (ids,)), ...
 Outcome = tuple[bool, Any]  # (True, result) or (False, reason)
 
@@ -163,6 +168,7 @@ class Writer:
         self.max_age = max_age
         self.count = 0  # kept as rows come and go; re-counted on every prune
         self.commits = 0
+        self.pruned: list[str] = []  # IDs pruned since the last answer, for delete events
         self.prune()
 
     # -- operations ----------------------------------------------------------
@@ -179,20 +185,42 @@ class Writer:
         self.count += 1
         return values["id"]
 
-    def op_delete(self, ids: list[str]) -> int:
-        deleted = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+    def op_delete(self, ids: list[str]) -> list[str]:
+        """Delete by ID; returns the IDs that existed."""
+        deleted: list[str] = []
+        for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
-            sql = f"DELETE FROM messages WHERE id IN ({marks})"
-            deleted += self.conn.execute(sql, chunk).rowcount
-        self.count -= deleted
+            sql = f"DELETE FROM messages WHERE id IN ({marks}) RETURNING id"
+            deleted += [row[0] for row in self.conn.execute(sql, chunk)]
+        self.count -= len(deleted)
         return deleted
 
     def op_delete_all(self) -> int:
         deleted = self.conn.execute("DELETE FROM messages").rowcount
         self.count -= deleted
         return deleted
+
+    def op_set_read(self, ids: list[str] | None, read: bool) -> list[str]:
+        """Mark messages read or unread (``ids`` None: all); returns the IDs that changed."""
+        if ids is None:
+            sql = "UPDATE messages SET read = ? WHERE read != ? RETURNING id"
+            return [row[0] for row in self.conn.execute(sql, [int(read), int(read)])]
+        changed: list[str] = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"UPDATE messages SET read = ? WHERE read != ? AND id IN ({marks}) RETURNING id"
+            changed += [row[0] for row in self.conn.execute(sql, [int(read), int(read), *chunk])]
+        return changed
+
+    def op_set_tags(self, ids: list[str], tags: list[str]) -> list[str]:
+        """Replace the tags of messages; returns the IDs that exist."""
+        value = json.dumps(sorted(set(tags)))
+        updated: list[str] = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"UPDATE messages SET tags = ? WHERE id IN ({marks}) RETURNING id"
+            updated += [row[0] for row in self.conn.execute(sql, [value, *chunk])]
+        return updated
 
     # -- batches -------------------------------------------------------------
 
@@ -216,7 +244,7 @@ class Writer:
         return (True, result)
 
     def _transaction(self, batch: list[Operation]) -> list[Any]:
-        count = self.count
+        count, pruned = self.count, len(self.pruned)
         try:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -227,11 +255,16 @@ class Writer:
                     self._delete_oldest()
         except BaseException:
             self.count = count
+            del self.pruned[pruned:]  # rolled back: those were not pruned after all
             raise
         self.commits += 1
         return results
 
     # -- pruning -------------------------------------------------------------
+
+    def take_pruned(self) -> list[str]:
+        pruned, self.pruned = self.pruned, []
+        return pruned
 
     @property
     def over_limit(self) -> bool:
@@ -250,14 +283,21 @@ class Writer:
         self.count = self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         if self.max_age is not None:
             cutoff = time.time() - self.max_age
-            sql = "DELETE FROM messages WHERE created < ?"
-            self.count -= self.conn.execute(sql, [cutoff]).rowcount
+            sql = "DELETE FROM messages WHERE created < ? RETURNING id"
+            pruned = [row[0] for row in self.conn.execute(sql, [cutoff])]
+            self.count -= len(pruned)
+            self.pruned += pruned
         if self.over_limit:
             self._delete_oldest()
 
     def _delete_oldest(self) -> None:
-        sql = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages ORDER BY seq LIMIT ?)"
-        self.count -= self.conn.execute(sql, [self.count - self.max_messages]).rowcount
+        sql = (
+            "DELETE FROM messages WHERE seq IN "
+            "(SELECT seq FROM messages ORDER BY seq LIMIT ?) RETURNING id"
+        )
+        pruned = [row[0] for row in self.conn.execute(sql, [self.count - self.max_messages])]
+        self.count -= len(pruned)
+        self.pruned += pruned
 
     # -- the process ---------------------------------------------------------
 
@@ -270,7 +310,8 @@ class Writer:
                     batch = receive_batch(pipe)
                 except EOFError:  # the server is gone: everything asked for is committed
                     return
-                pipe.send((self.apply_batch(batch), self.commits))
+                outcomes = self.apply_batch(batch)
+                pipe.send((outcomes, self.commits, self.take_pruned()))
             if self.max_age is not None and time.monotonic() >= next_sweep:
                 self.prune()
                 next_sweep = time.monotonic() + MAINTENANCE_INTERVAL

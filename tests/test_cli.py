@@ -262,7 +262,7 @@ def test_a_busy_port_is_a_clear_error_without_a_traceback(tmp_path: Path) -> Non
         )
 
     assert result.returncode == 1, (result.stdout, result.stderr)
-    assert f"Error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert f"Error: cannot listen for SMTP on 127.0.0.1:{port}" in result.stderr
     assert "in use" in result.stderr
     assert_no_traceback(result.stderr)
 

@@ -83,7 +83,7 @@ def test_an_id_is_never_reused_after_deletion_even_across_a_restart(db: Path) ->
         ids = [add(store) for _ in range(3)]
         newest = ids[-1]
         newest_seq = seq_of(store, newest)
-        assert store.delete([newest]).result(FUTURE_TIMEOUT) == 1
+        assert store.delete([newest]).result(FUTURE_TIMEOUT) == [newest]
 
     with Store(db) as store:
         added = add(store)
@@ -152,7 +152,7 @@ def test_the_age_sweep_runs_while_the_writer_waits_for_work(
     serving.start()
     try:
         send_batch(ours, [("add", (incoming("old"),)), ("add", (incoming("new"),))])
-        outcomes, _ = ours.recv()
+        outcomes, _, _ = ours.recv()
         old_id, new_id = (value for _, value in outcomes)
         set_created(db, [old_id], time.time() - 7200)
 
@@ -307,7 +307,7 @@ def test_a_failing_write_does_not_fail_the_writes_batched_with_it(store: Store) 
 
     before = store.add(incoming("before"))
     # A value SQLite cannot bind: this write fails inside the writer's transaction.
-    broken: Future[int] = store.delete([{"not": "an id"}])  # type: ignore[list-item]
+    broken: Future[list[str]] = store.delete([{"not": "an id"}])  # type: ignore[list-item]
     after = store.add(incoming("after"))
     recorder.release.set()
 

@@ -1,0 +1,55 @@
+"""The Flask application: the web inbox, the Mailpit-compatible JSON API and live events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from mailtrap import __version__
+from mailtrap.errors import MessageNotFound
+
+if TYPE_CHECKING:
+    from mailtrap.server import Server
+
+log = logging.getLogger(__name__)
+
+
+def create_app(server: Server) -> Flask:
+    """The app for one running :class:`mailtrap.Server` (its store, hub and settings)."""
+    app = Flask(__name__)
+    app.config["MAILTRAP_SERVER"] = server
+    app.config["MAILTRAP_STOPPING"] = threading.Event()  # set on shutdown: long waits end
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Mailpit's field order
+    _register_error_handlers(app)
+
+    @app.get("/livez")
+    def livez() -> Any:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        server.store.count()  # a read that fails (503 below) if the database does
+        return jsonify({"status": "ok", "version": __version__})
+
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    """Every error is JSON with a status that says what went wrong; never a traceback."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        return jsonify({"Error": error.description}), error.code
+
+    @app.errorhandler(MessageNotFound)
+    def not_found(error: MessageNotFound) -> Any:
+        return jsonify({"Error": f"message not found: {error}"}), 404
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Any:
+        log.exception("error answering a request")
+        return jsonify({"Error": "internal error"}), 500
