@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound
+from mailtrap.web import api, events, security, ui
 
 if TYPE_CHECKING:
     from mailtrap.server import Server
@@ -25,6 +26,10 @@ def create_app(server: Server) -> Flask:
     app.config["MAILTRAP_STOPPING"] = threading.Event()  # set on shutdown: long waits end
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Mailpit's field order
     _register_error_handlers(app)
+    security.register(app)  # first: its checks run before every other handler
+    api.register(app)
+    events.register(app)
+    ui.register(app)
 
     @app.get("/livez")
     def livez() -> Any:
