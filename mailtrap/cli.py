@@ -29,6 +29,7 @@ from mailtrap.server import Server
 from mailtrap.store import Store
 
 IN_FLIGHT = 256  # imported messages queued to the writer at once (group commit)
+POP3_MIN_IDLE_TIMEOUT = 600.0  # RFC 1939 3: an autologout timer of at least 10 minutes
 
 
 class _Parsed(click.ParamType):
@@ -54,6 +55,13 @@ LIST = _Parsed("LIST", parse_list)
 SIZE = _Parsed("SIZE", parse_size)
 DURATION = _Parsed("DURATION", parse_duration)
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _at_least(minimum: float, ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback refusing a number below ``minimum``."""
+    if value is not None and value < minimum:
+        raise click.BadParameter(f"must be at least {minimum:g} seconds", ctx, param)
+    return value
 
 
 def option(*names: str, **settings: Any) -> Callable[[Any], Any]:
@@ -138,6 +146,37 @@ def main() -> None:
 )
 @option("--hostname", default="mailtrap", help="Name the server gives itself in SMTP greetings.")
 @option(
+    "--pop3",
+    type=OPTIONAL_ADDRESS,
+    default="127.0.0.1:1110",
+    help="POP3 listen address; port 0 picks a free port; 'off' turns it off.",
+)
+@option(
+    "--pop3s",
+    type=OPTIONAL_ADDRESS,
+    default=None,
+    help="POP3 over implicit TLS (POP3S) on this address, with the --smtp-tls-* certificate.",
+)
+@option(
+    "--pop3-auth-file",
+    type=FILE,
+    default=None,
+    help="htpasswd file: only its users log in to POP3 (default: any login is accepted).",
+)
+@option(
+    "--pop3-max-connections",
+    type=click.IntRange(min=1),
+    default=100,
+    help="Simultaneous POP3 connections; more get -ERR and are closed.",
+)
+@option(
+    "--pop3-idle-timeout",
+    type=DURATION,
+    default="10m",
+    callback=lambda ctx, param, value: _at_least(POP3_MIN_IDLE_TIMEOUT, ctx, param, value),
+    help="Close POP3 connections idle this long; at least 10m (RFC 1939).",
+)
+@option(
     "--http",
     type=OPTIONAL_ADDRESS,
     default="127.0.0.1:8025",
@@ -186,6 +225,10 @@ def serve(**settings: Any) -> None:
         raise click.ClickException(str(error)) from error
     click.echo(f"Mailtrap {__version__}")
     click.echo(f"SMTP listening on {server.smtp_address}")
+    if server.config.pop3 is not None:
+        click.echo(f"POP3 listening on {server.pop3_address}")
+    if server.config.pop3s is not None:
+        click.echo(f"POP3S listening on {server.pop3s_address} (implicit TLS)")
     if server.config.http is not None:
         click.echo(f"HTTP listening on {server.http_address} (web inbox: {server.http_url})")
     click.echo(f"Database: {server.config.db_path}")

@@ -81,6 +81,11 @@ class Config:
     smtp_max_recipients: int = 100
     smtp_max_connections: int = 100
     smtp_idle_timeout: float = 300.0
+    pop3: Address | None = Address("127.0.0.1", 1110)  # None: no POP3
+    pop3s: Address | None = None  # POP3 over implicit TLS; needs a certificate
+    pop3_auth_file: Path | None = None
+    pop3_max_connections: int = 100
+    pop3_idle_timeout: float = 600.0  # RFC 1939 asks for at least 10 minutes
     hostname: str = "mailtrap"
     webroot: str = "/"
     ui_auth_file: Path | None = None
@@ -109,9 +114,25 @@ class Config:
             raise ConfigError("--max-messages must be 0 (unlimited) or more")
         if self.smtp_max_recipients < 1 or self.smtp_max_connections < 1:
             raise ConfigError("recipient and connection limits must be at least 1")
+        if self.pop3s is not None and not self.smtp_tls_enabled:
+            raise ConfigError(
+                "--pop3s needs a certificate: --smtp-tls-cert and --smtp-tls-key, "
+                "or --smtp-tls-self-signed"
+            )
+        if self.pop3_max_connections < 1:
+            raise ConfigError("--pop3-max-connections must be at least 1")
+        if self.pop3_idle_timeout <= 0:
+            raise ConfigError("--pop3-idle-timeout must be positive")
         if not self.webroot.startswith("/"):
             raise ConfigError(f"--webroot must start with '/': {self.webroot!r}")
-        for path in (self.smtp_tls_cert, self.smtp_tls_key, self.smtp_auth_file, self.ui_auth_file):
+        files = (
+            self.smtp_tls_cert,
+            self.smtp_tls_key,
+            self.smtp_auth_file,
+            self.ui_auth_file,
+            self.pop3_auth_file,
+        )
+        for path in files:
             if path is not None and not path.is_file():
                 raise ConfigError(f"file not found: {path}")
 

@@ -25,6 +25,7 @@ MAX_MIME_DEPTH = 20
 MAX_MIME_PARTS = 1000
 MAX_SEARCH_TEXT = 1024 * 1024  # characters of body text kept for the full-text index
 SNIPPET_LENGTH = 250
+MAX_HEADER_TEXT = 64 * 1024  # characters of header fields kept for `header:` searches
 
 
 class _UTF8HeadersPolicy(Compat32):
@@ -66,6 +67,7 @@ class Summary:
     text: str = ""
     snippet: str = ""
     tags: list[str] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # top-level fields, decoded
     parse_error: str | None = None
 
 
@@ -99,10 +101,11 @@ def _summarize(raw: bytes) -> Summary:
         reply_to=_addresses(message, "Reply-To"),
         date=_rfc3339(message.get("Date")),
         tags=_tags(message.get("X-Tags")),
+        headers=_searchable_headers(message),
     )
     text = html_body = None
     for part, (start, end) in _leaf_parts(raw, message, body):
-        if _is_attachment(part):
+        if is_attachment(part):
             summary.attachments += 1
             name = _filename(part)
             if name:
@@ -199,7 +202,44 @@ def multipart_spans(raw: bytes, boundary: str, body: Span) -> list[Span]:
     return spans
 
 
-def _is_attachment(part: Message) -> bool:
+def header_fields(raw: bytes, *, decoded: bool = False) -> list[tuple[str, str]]:
+    """The top-level header fields of a message, in order, each value on one line.
+
+    ``decoded``: RFC 2047 words decoded, and at most MAX_HEADER_TEXT characters
+    in all (what the ``header:`` search keeps); else the values as they are.
+    """
+    try:
+        message, _ = _parse_part(raw, (0, len(raw)))
+        if decoded:
+            return _searchable_headers(message)
+        return [(name, _unfolded(value)) for name, value in message.items()]
+    except Exception:  # as in summarize(): mail that cannot be parsed has no fields
+        return []
+
+
+def _searchable_headers(message: Message) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    budget = MAX_HEADER_TEXT
+    for name, value in message.items():
+        # Decoding only what is encoded: most values are plain, and this runs at ingest.
+        text = _decoded(value) if "=?" in str(value) else _unfolded(value)
+        budget -= len(name) + len(text)
+        if budget < 0:
+            break
+        fields.append((name, text))
+    return fields
+
+
+_CONTINUATION = re.compile(r"[ \t]*\r?\n[ \t]+")
+
+
+def _unfolded(value: object) -> str:
+    """A folded value on one line, each line break and its white space one space."""
+    return _CONTINUATION.sub(" ", str(value)).strip()
+
+
+def is_attachment(part: Message) -> bool:
+    """Whether a leaf part is an attachment (to be saved) rather than a body or inline part."""
     disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     if disposition == "attachment":
         return True

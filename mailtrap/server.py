@@ -14,6 +14,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from mailtrap.auth import Credentials
 from mailtrap.config import Address, Config
 from mailtrap.errors import ListenError
+from mailtrap.pop3_server import Pop3Service
 from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
 from mailtrap.store import Store
 from mailtrap.tls import self_signed_context, server_context
@@ -27,7 +28,7 @@ SHUTDOWN_GRACE = 10.0  # seconds that transactions in flight get to finish on st
 
 
 class Server:
-    """A Mailtrap server: the store, and the SMTP listener on its own event loop.
+    """A Mailtrap server: the store, and the SMTP and POP3 listeners on their own event loop.
 
     ``Server(config)`` or ``Server(db=path, smtp=Address("127.0.0.1", 0))``;
     use it as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -44,6 +45,9 @@ class Server:
         self._thread: threading.Thread | None = None
         self._smtp: asyncio.AbstractServer | None = None
         self._tracker = SessionTracker(self.config.smtp_max_connections)
+        self._pop3: asyncio.Server | None = None
+        self._pop3s: asyncio.Server | None = None
+        self._pop3_service: Pop3Service | None = None
         self._http: BaseWSGIServer | None = None
         self._http_thread: threading.Thread | None = None
         self.app: Flask | None = None
@@ -79,6 +83,7 @@ class Server:
             except OSError as error:
                 message = f"cannot listen for SMTP on {config.smtp}: {error.strerror}"
                 raise ListenError(message) from None
+            self._start_pop3(tls_context)
             if config.http is not None:
                 try:
                     self._start_http(config.http)
@@ -91,6 +96,42 @@ class Server:
             raise
         return self
 
+    def _start_pop3(self, tls_context: ssl.SSLContext | None) -> None:
+        """POP3 and POP3S on the SMTP loop, sharing one TLS context with SMTP."""
+        config = self.config
+        if config.pop3 is None and config.pop3s is None:
+            return
+        assert self._loop is not None
+        self._pop3_service = service = Pop3Service(
+            self.store,
+            credentials=Credentials(config.pop3_auth_file) if config.pop3_auth_file else None,
+            tls_context=tls_context,
+            idle_timeout=config.pop3_idle_timeout,
+            max_connections=config.pop3_max_connections,
+        )
+        for name, address, implicit_tls in (
+            ("POP3", config.pop3, False),
+            ("POP3S", config.pop3s, True),
+        ):
+            if address is None:
+                continue
+            listen = self._loop.create_server(
+                service.factory(implicit_tls=implicit_tls),
+                address.host,
+                address.port,
+                ssl=tls_context if implicit_tls else None,
+            )
+            try:
+                listener = asyncio.run_coroutine_threadsafe(listen, self._loop).result()
+            except OSError as error:
+                raise ListenError(
+                    f"cannot listen for {name} on {address}: {error.strerror}"
+                ) from None
+            if implicit_tls:
+                self._pop3s = listener
+            else:
+                self._pop3 = listener
+
     def _start_http(self, address: Address) -> None:
         # Imported here: a server without HTTP does not pay for Flask.
         from mailtrap.web.app import create_app
@@ -100,7 +141,11 @@ class Server:
         # connection is plenty for a developer's inbox and a test suite.
         self._http = make_server(address.host, address.port, self.app, threaded=True)
         self._http_thread = threading.Thread(
-            target=self._http.serve_forever, name="mailtrap-http", daemon=True
+            # A short poll interval: stop() waits for it, and tests stop many servers.
+            target=self._http.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="mailtrap-http",
+            daemon=True,
         )
         self._http_thread.start()
 
@@ -120,11 +165,18 @@ class Server:
             self._thread.join()
             self._loop.close()
             self._loop = self._thread = self._smtp = None
+            self._pop3 = self._pop3s = self._pop3_service = None
         self.store.close()
 
     async def _shutdown(self, grace: float) -> None:
         if self._smtp is not None:
             self._smtp.close()
+        for listener in (self._pop3, self._pop3s):
+            if listener is not None:
+                listener.close()
+        if self._pop3_service is not None:
+            # A POP3 session cut short deletes nothing, so it need not be waited for.
+            await self._pop3_service.close()
         if not await self._tracker.wait_idle(grace):
             log.warning("stopping with SMTP transactions still open after %.0f s", grace)
         self._tracker.close_all(b"421 4.3.2 Server shutting down\r\n")
@@ -144,6 +196,16 @@ class Server:
             raise RuntimeError("the server is not running")
         host, port = self._smtp.sockets[0].getsockname()[:2]
         return Address(host, port)
+
+    @property
+    def pop3_address(self) -> Address:
+        """Where POP3 listens, with the real port."""
+        return _bound_address(self._pop3, "POP3")
+
+    @property
+    def pop3s_address(self) -> Address:
+        """Where POP3 over implicit TLS listens, with the real port."""
+        return _bound_address(self._pop3s, "POP3S")
 
     @property
     def http_address(self) -> Address:
@@ -166,3 +228,10 @@ class Server:
         if config.smtp_tls_self_signed:
             return self_signed_context(config.hostname)
         return None
+
+
+def _bound_address(listener: asyncio.Server | None, name: str) -> Address:
+    if listener is None:
+        raise RuntimeError(f"{name} is not running")
+    host, port = listener.sockets[0].getsockname()[:2]
+    return Address(host, port)

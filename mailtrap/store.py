@@ -9,14 +9,17 @@ this process, and WAL mode keeps them from blocking the writer.
 
 from __future__ import annotations
 
+import json
 import queue
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -26,12 +29,29 @@ from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.events import EventHub
 from mailtrap.message import summary
 from mailtrap.schema import prepare_database
+from mailtrap.search import Search
 from mailtrap.writer import IncomingMessage, connect, send_batch
 
 __all__ = ["IncomingMessage", "Store"]
 
 MAX_BATCH = 256
+READER_MMAP_SIZE = 1 << 30  # bytes of the database each reader maps (address space only)
+MAX_IDLE_READERS = 16  # read connections kept for the next threads
+# What a MessageSummary needs: listing never reads bodies, headers or search text.
+SUMMARY_COLUMNS = (
+    "id, message_id, read, from_name, from_address, to_json, cc_json, bcc_json, "
+    "reply_to_json, subject, created, auth_user, tags, size, attachments, snippet"
+)
 WRITER_START_TIMEOUT = 30.0
+
+
+@dataclass
+class Page:
+    """One page of messages, newest first, with the counts of everything that matched."""
+
+    rows: list[sqlite3.Row]
+    total: int
+    unread: int
 
 
 @dataclass
@@ -42,6 +62,19 @@ class _Job:
 
 
 _STOP = object()
+
+
+class _ThreadToken:
+    """Lives exactly as long as a thread's locals."""
+
+
+def _return_reader(pool: list[sqlite3.Connection], conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # left open by a thread that died mid-read
+        conn.rollback()
+    if len(pool) < MAX_IDLE_READERS:
+        pool.append(conn)
+    else:
+        conn.close()
 
 
 class Store:
@@ -69,6 +102,7 @@ class Store:
         self._process: subprocess.Popen[bytes] | None = None
         self._pipe: Connection | None = None
         self._readers = threading.local()
+        self._idle_readers: list[sqlite3.Connection] = []  # of threads that have ended
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -236,12 +270,26 @@ class Store:
 
     @property
     def reader(self) -> sqlite3.Connection:
-        """This thread's read connection."""
+        """This thread's read connection.
+
+        When the thread ends, its connection goes back to a pool for the next
+        one: the HTTP server starts a thread per request, and a new connection
+        would read the schema and map the file again (page faults) every time.
+        """
         conn = getattr(self._readers, "conn", None)
         if conn is None:
-            conn = connect(self.path)
-            conn.row_factory = sqlite3.Row
+            try:
+                conn = self._idle_readers.pop()
+            except IndexError:
+                conn = connect(self.path)
+                conn.row_factory = sqlite3.Row
+                # Searches that scan the table read it from the page cache in place
+                # instead of a system call and a copy per page: 3-4x faster at 100k.
+                conn.execute(f"PRAGMA mmap_size = {READER_MMAP_SIZE}")
             self._readers.conn = conn
+            # This thread's locals, and so the token, are dropped when it ends.
+            self._readers.token = token = _ThreadToken()
+            weakref.finalize(token, _return_reader, self._idle_readers, conn)
         return conn
 
     def count(self) -> int:
@@ -272,3 +320,80 @@ class Store:
                 yield message_id, self.raw(message_id)
             except MessageNotFound:  # deleted meanwhile
                 continue
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """This thread's read connection, inside one read transaction: a consistent view."""
+        conn = self.reader
+        if conn.in_transaction:  # already inside one
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def counts(self) -> tuple[int, int]:
+        """(messages, unread messages), both from the ``read`` index."""
+        with self.snapshot() as conn:
+            total = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+            unread = conn.execute("SELECT count(*) FROM messages WHERE read = 0").fetchone()[0]
+        return total, unread
+
+    def page(self, search: Search, start: int = 0, limit: int = 50) -> Page:
+        """Summary rows of the messages matching ``search``, newest first."""
+        with self.snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT {SUMMARY_COLUMNS} FROM messages WHERE {search.where} "
+                "ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*search.params, limit, start],
+            ).fetchall()
+            if search.matches_everything:
+                total, unread = self.counts()
+            else:
+                total, unread = conn.execute(
+                    f"SELECT count(*), coalesce(sum(read = 0), 0) FROM messages "
+                    f"WHERE {search.where}",
+                    search.params,
+                ).fetchone()
+        return Page(rows, total, unread)
+
+    def matching_ids(self, search: Search) -> list[str]:
+        """IDs of every message matching ``search``, newest first."""
+        sql = f"SELECT id FROM messages WHERE {search.where} ORDER BY seq DESC"
+        return [row[0] for row in self.reader.execute(sql, search.params)]
+
+    def latest_id(self, search: Search | None = None) -> str:
+        """The ID of the newest message (matching ``search``); MessageNotFound if none."""
+        search = search or Search()
+        sql = f"SELECT id FROM messages WHERE {search.where} ORDER BY seq DESC LIMIT 1"
+        row = self.reader.execute(sql, search.params).fetchone()
+        if row is None:
+            raise MessageNotFound("latest")
+        return row[0]
+
+    def tag_counts(self) -> dict[str, int]:
+        """Every tag in use, sorted, with how many messages have it."""
+        # ``tags != '[]'`` lets SQLite read only tagged messages (a partial index).
+        sql = (
+            "SELECT tag.value, count(*) FROM messages, json_each(messages.tags) AS tag "
+            "WHERE messages.tags != '[]' GROUP BY tag.value ORDER BY tag.value"
+        )
+        return {name: count for name, count in self.reader.execute(sql)}
+
+    def tags(self) -> list[str]:
+        return list(self.tag_counts())
+
+    def tagged(self, tag: str) -> list[tuple[str, list[str]]]:
+        """(ID, tags) of every message with ``tag``."""
+        sql = (
+            "SELECT id, tags FROM messages WHERE tags != '[]' "
+            "AND EXISTS (SELECT 1 FROM json_each(messages.tags) WHERE value = ?)"
+        )
+        return [(row[0], json.loads(row[1])) for row in self.reader.execute(sql, [tag])]
+
+    def database_size(self) -> int:
+        """Bytes on disk: the database file and its write-ahead log."""
+        paths = [self.path, self.path.with_name(self.path.name + "-wal")]
+        return sum(path.stat().st_size for path in paths if path.exists())

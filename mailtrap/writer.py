@@ -99,6 +99,8 @@ def message_row(seq: int, message: IncomingMessage) -> dict[str, Any]:
         "addresses": " ".join(f"{p['Name']} {p['Address']}" for p in everyone),
         "attachment_names": " ".join(summary.attachment_names),
         "body": summary.text,
+        # [[name, value], ...] for `header:` searches; UTF-8 kept so LIKE can prefilter.
+        "headers": json.dumps(summary.headers, ensure_ascii=False),
     }
 
 
@@ -106,7 +108,7 @@ _ROW_COLUMNS = [
     "seq", "id", "created", "size", "message_id", "subject", "from_name", "from_address",
     "to_json", "cc_json", "bcc_json", "reply_to_json", "date", "attachments", "snippet", "tags",
     "mail_from", "rcpt_tos", "mail_options", "peer", "helo", "tls", "auth_user", "parse_error",
-    "addresses", "attachment_names", "body",
+    "addresses", "attachment_names", "body", "headers",
 ]  # fmt: skip
 # sqlite-utils' insert() inspects the table and converts every value on each
 # call, costing as much as parsing the message; the hot path uses one

@@ -25,6 +25,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         settings.setdefault("db", tmp_path / f"mail{len(started)}.db")
         settings.setdefault("smtp", EPHEMERAL)
         settings.setdefault("http", EPHEMERAL)
+        settings.setdefault("pop3", EPHEMERAL)
         server = Server(**settings).start()
         started.append(server)
         return server
@@ -77,7 +78,7 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ``emptied_module_server``.
     """
     folder = tmp_path_factory.mktemp("module-server")
-    server = Server(db=folder / "mail.db", smtp=EPHEMERAL, http=EPHEMERAL).start()
+    server = Server(db=folder / "mail.db", smtp=EPHEMERAL, http=EPHEMERAL, pop3=EPHEMERAL).start()
     yield server
     server.stop()
 

@@ -27,11 +27,12 @@ def command_env(
 ) -> dict[str, str]:
     """The test process's environment without any ``MAILTRAP_*`` setting, plus ``extra``.
 
-    HTTP listens on a free port unless a test says otherwise: the default 8025
-    would collide between tests running side by side.
+    HTTP and POP3 listen on free ports unless a test says otherwise: the
+    defaults 8025 and 1110 would collide between tests running side by side.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILTRAP_")}
     env["MAILTRAP_HTTP"] = "127.0.0.1:0"
+    env["MAILTRAP_POP3"] = "127.0.0.1:0"
     for name in drop:
         env.pop(name, None)
     env.update(extra or {})

@@ -1,9 +1,459 @@
-"""The Mailpit-compatible JSON API (being built: see issue 3)."""
+"""The Mailpit-compatible JSON API, v1: the paths, parameters and field names of Mailpit.
+
+Mailpit's clients (the npm packages ``mailpit-api`` and ``cypress-mailpit``,
+pytest helpers) work against it unchanged. Successful writes answer ``ok`` in
+plain text as Mailpit does; every error is JSON ``{"Error": "..."}`` with a
+status that says what went wrong. Beyond Mailpit: ``GET /api/v1/search``
+takes ``wait=SECONDS`` and then answers as soon as a message matches.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import json
+import logging
+import os
+import resource
+import time
+import zoneinfo
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
+
+from mailtrap import __version__
+from mailtrap.compose import ComposeError, compose
+from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
+from mailtrap.message import find_part, headers_map, message_detail, summary
+from mailtrap.search import Search, SearchSyntaxError, parse
+from mailtrap.store import Page
+from mailtrap.web import views
+from mailtrap.web.downloads import attachment_headers
+from mailtrap.writer import IncomingMessage
+
+if TYPE_CHECKING:
+    from mailtrap.server import Server
+    from mailtrap.store import Store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+MAX_START = 10_000_000
+MAX_WAIT = 300.0  # seconds a long-poll search may wait
+STOP_CHECK_INTERVAL = 1.0  # how soon a waiting search notices the server stopping
+WRITE_TIMEOUT = 30.0  # seconds to wait for the store to commit a write
+MAX_JSON_BODY = 8 * 1024 * 1024
+MAX_IDS = 100_000
+MAX_TAG_LENGTH = 100
 
 
 def register(app: Flask) -> None:
-    """Add the API routes to ``app``."""
+    """Add the API routes, and the ``/view`` routes, to ``app``."""
+    app.extensions["mailtrap_api_started"] = time.monotonic()
+    app.register_blueprint(bp)
+    views.register(app)
+
+
+def _server() -> Server:
+    return current_app.config["MAILTRAP_SERVER"]
+
+
+def _store() -> Store:
+    return _server().store
+
+
+def _ok() -> Response:
+    return Response("ok", content_type="text/plain; charset=utf-8")
+
+
+def _committed(future: Future[Any]) -> Any:
+    return future.result(timeout=WRITE_TIMEOUT)
+
+
+@bp.errorhandler(MailtrapError)
+def _mailtrap_error(error: MailtrapError) -> Any:
+    """Our own errors as JSON; the blueprint sees them before the app's handlers do."""
+    if isinstance(error, SearchSyntaxError | ComposeError):
+        return jsonify({"Error": str(error)}), 400
+    if isinstance(error, MessageNotFound):
+        return jsonify({"Error": f"message not found: {error}"}), 404
+    if isinstance(error, StorageError):
+        log.error("storage error answering %s %s: %s", request.method, request.path, error)
+        return jsonify({"Error": "the message store is unavailable; try again"}), 503
+    log.error("error answering %s %s", request.method, request.path, exc_info=error)
+    return jsonify({"Error": "internal error"}), 500
+
+
+# -- request parsing ---------------------------------------------------------
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
+    text = request.args.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        abort(400, f"{name} must be an integer, not {text!r}")
+    if not minimum <= value <= maximum:
+        abort(400, f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def _start_limit() -> tuple[int, int]:
+    return _int_arg("start", 0, 0, MAX_START), _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+
+
+def _search(text: str | None = None, *, required: bool = True) -> Search:
+    """The search of the ``query`` argument (or ``text``), in the ``tz`` time zone."""
+    query = (request.args.get("query", "") if text is None else text).strip()
+    if not query:
+        if required:
+            abort(400, "no search query")
+        return Search()
+    zone = request.args.get("tz", "").strip()
+    try:
+        timezone = zoneinfo.ZoneInfo(zone) if zone else None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        abort(400, f"unknown time zone {zone!r}")
+    return parse(query, timezone=timezone)
+
+
+def json_body(limit: int = MAX_JSON_BODY) -> Any:
+    """The request's JSON body, None if it has none; 400 if it is not JSON, 413 if too big."""
+    if request.content_length is not None and request.content_length > limit:
+        abort(413, f"the request body is larger than {limit} bytes")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        abort(413, f"the request body is larger than {limit} bytes")
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        abort(400, f"invalid JSON body: {error}")
+
+
+def _json_object() -> dict[str, Any]:
+    body = json_body()
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        abort(400, "the JSON body must be an object")
+    return body
+
+
+def _strings(body: dict[str, Any], key: str, maximum: int = MAX_IDS) -> list[str]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        abort(400, f"{key} must be an array of strings")
+    if len(value) > maximum:
+        abort(400, f"{key} may hold at most {maximum} items")
+    return value
+
+
+def _message_id(message_id: str) -> str:
+    """The ID itself, or for ``latest`` the newest message's (matching ``query``, if given)."""
+    if message_id != "latest":
+        return message_id
+    return _store().latest_id(_search(required=False))
+
+
+# -- messages ----------------------------------------------------------------
+
+
+def _messages_summary(page: Page, start: int) -> dict[str, Any]:
+    """Mailpit's MessagesSummary; ``total`` and ``unread`` count the whole mailbox."""
+    store = _store()
+    total, unread = store.counts()
+    messages = [summary(row) for row in page.rows]
+    return {
+        "total": total,
+        "unread": unread,
+        "count": len(messages),  # undocumented by Mailpit, kept for old clients
+        "messages_count": page.total,
+        "messages_unread": page.unread,
+        "start": start,
+        "tags": store.tags(),
+        "messages": messages,
+    }
+
+
+@bp.get("/messages")
+def list_messages() -> Any:
+    start, limit = _start_limit()
+    return jsonify(_messages_summary(_store().page(Search(), start, limit), start))
+
+
+@bp.delete("/messages")
+def delete_messages() -> Any:
+    """Delete the messages with the given ``IDs``; no IDs (or no body): every message."""
+    ids = _strings(_json_object(), "IDs")
+    store = _store()
+    _committed(store.delete(ids) if ids else store.delete_all())
+    return _ok()
+
+
+@bp.put("/messages")
+def set_read_status() -> Any:
+    """Mark ``IDs``, the matches of ``Search``, or (neither) every message read or unread."""
+    body = _json_object()
+    ids = _strings(body, "IDs")
+    read = body.get("Read", False)
+    if not isinstance(read, bool):
+        abort(400, "Read must be true or false")
+    search = body.get("Search")
+    if search is not None and not isinstance(search, str):
+        abort(400, "Search must be a string")
+    if ids and search:
+        abort(400, "give either IDs or Search, not both")
+    store = _store()
+    if search and search.strip():
+        query = _search(search)
+        targets = None if query.matches_everything else store.matching_ids(query)
+        _committed(store.set_read(targets, read))
+    else:
+        _committed(store.set_read(ids or None, read))
+    return _ok()
+
+
+# -- search ------------------------------------------------------------------
+
+
+@bp.get("/search")
+def search_messages() -> Any:
+    """Mailpit's search; with ``wait=SECONDS``, the answer waits for a first match."""
+    query = _search()
+    start, limit = _start_limit()
+    wait = _wait_seconds()
+    store = _store()
+
+    def run() -> Page:
+        return store.page(query, start, limit)
+
+    page = _wait_for_match(run, wait) if wait else run()
+    return jsonify(_messages_summary(page, start))
+
+
+def _wait_seconds() -> float:
+    text = request.args.get("wait", "").strip()
+    if not text:
+        return 0.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        abort(400, f"wait must be a number of seconds, not {text!r}")
+    if not 0 <= seconds <= MAX_WAIT:  # also refuses nan and inf
+        abort(400, f"wait must be between 0 and {MAX_WAIT:g} seconds")
+    return seconds
+
+
+def _wait_for_match(run: Callable[[], Page], seconds: float) -> Page:
+    """Run the search; until it matches, run it again after each new or updated message.
+
+    The subscription starts before the first run, so a message arriving in
+    between still wakes us: nothing is missed and nothing polls.
+    """
+    hub = _store().hub
+    stopping = current_app.config["MAILTRAP_STOPPING"]
+    deadline = time.monotonic() + seconds
+    subscription = hub.subscribe()
+    try:
+        while True:
+            page = run()
+            if page.total or stopping.is_set():
+                return page
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or stopping.is_set():
+                    return page
+                # Woken by events; the interval only bounds how late a shutdown is noticed.
+                event = subscription.get(timeout=min(remaining, STOP_CHECK_INTERVAL))
+                if subscription.overflowed:  # dropped for falling behind: start over
+                    subscription = hub.subscribe()
+                    break
+                if event is not None and event.type in ("new", "update"):
+                    break
+    finally:
+        subscription.close()
+
+
+@bp.delete("/search")
+def delete_search() -> Any:
+    """Delete every message matching ``query``."""
+    query = _search()
+    if query.matches_everything:
+        abort(400, "the query matches every message; DELETE /api/v1/messages deletes them all")
+    store = _store()
+    _committed(store.delete(store.matching_ids(query)))
+    return _ok()
+
+
+# -- one message -------------------------------------------------------------
+
+
+@bp.get("/message/<message_id>")
+def get_message(message_id: str) -> Any:
+    """Mailpit's Message; like Mailpit, reading it marks it read."""
+    store = _store()
+    message_id = _message_id(message_id)
+    row = store.get(message_id)
+    detail = message_detail(row, store.raw(message_id))
+    if not row["read"]:
+        _committed(store.set_read([message_id], True))
+    return jsonify(detail)
+
+
+@bp.get("/message/<message_id>/raw")
+def message_source(message_id: str) -> Any:
+    """The message byte for byte as it was received."""
+    message_id = _message_id(message_id)
+    response = Response(_store().raw(message_id), content_type="text/plain; charset=utf-8")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.args.get("dl") == "1":
+        response.headers.update(attachment_headers(f"{message_id}.eml"))
+    return response
+
+
+@bp.get("/message/<message_id>/headers")
+def message_headers(message_id: str) -> Any:
+    message_id = _message_id(message_id)
+    return jsonify(headers_map(_store().raw(message_id)))
+
+
+@bp.get("/message/<message_id>/part/<part_id>")
+def message_part(message_id: str, part_id: str) -> Any:
+    """A part's decoded content, always as a download: never rendered on our origin."""
+    message_id = _message_id(message_id)
+    part = find_part(_store().raw(message_id), part_id)
+    if part is None:
+        abort(404, f"message {message_id} has no part {part_id}")
+    response = Response(part.content, content_type=part.content_type)
+    response.headers.update(attachment_headers(part.filename or part.content_id or part_id))
+    return response
+
+
+# -- tags ----------------------------------------------------------------------
+
+
+@bp.get("/tags")
+def list_tags() -> Any:
+    return jsonify(_store().tags())
+
+
+def _clean_tags(names: list[str]) -> list[str]:
+    """Tags as stored: trimmed, inner white space single, no commas (the X-Tags separator)."""
+    cleaned = {" ".join(name.replace(",", " ").split()) for name in names}
+    if any(len(name) > MAX_TAG_LENGTH for name in cleaned):
+        abort(400, f"a tag may have at most {MAX_TAG_LENGTH} characters")
+    return sorted(name for name in cleaned if name and name.isprintable())
+
+
+@bp.put("/tags")
+def set_tags() -> Any:
+    """Replace the tags of ``IDs`` with ``Tags`` (none: remove them all)."""
+    body = _json_object()
+    ids = _strings(body, "IDs")
+    if not ids:
+        abort(400, "IDs must name at least one message")
+    _committed(_store().set_tags(ids, _clean_tags(_strings(body, "Tags", 1000))))
+    return _ok()
+
+
+@bp.put("/tags/<tag>")
+def rename_tag(tag: str) -> Any:
+    name = _json_object().get("Name")
+    if not isinstance(name, str):
+        abort(400, "Name must be a string")
+    cleaned = _clean_tags([name])
+    if not cleaned:
+        abort(400, "Name must not be empty")
+    if not _retag(tag, lambda tags: [*tags, *cleaned]):
+        abort(404, f"no message has the tag {tag!r}")
+    return _ok()
+
+
+@bp.delete("/tags/<tag>")
+def delete_tag(tag: str) -> Any:
+    """Remove a tag from every message that has it; the messages stay."""
+    _retag(tag, lambda tags: tags)
+    return _ok()
+
+
+def _retag(tag: str, change: Callable[[list[str]], list[str]]) -> bool:
+    """Give each message tagged ``tag`` the tags ``change`` makes of its others."""
+    store = _store()
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for message_id, tags in store.tagged(tag):
+        others = [other for other in tags if other != tag]
+        groups.setdefault(tuple(sorted(set(change(others)))), []).append(message_id)
+    futures = [store.set_tags(ids, list(tags)) for tags, ids in groups.items()]
+    for future in futures:
+        _committed(future)
+    return bool(groups)
+
+
+# -- send and info -------------------------------------------------------------
+
+
+@bp.post("/send")
+def send_message() -> Any:
+    """Compose a message from Mailpit's SendRequest and store it as if it came over SMTP."""
+    max_size = _server().config.max_message_size
+    # Base64 makes attachments a third bigger in the request than in the message.
+    composed = compose(json_body(limit=max_size * 2 + 64 * 1024))
+    if len(composed.raw) > max_size:
+        abort(413, f"the message is larger than the limit of {max_size} bytes")
+    authorization = request.authorization
+    message = IncomingMessage(
+        raw=composed.raw,
+        mail_from=composed.mail_from,
+        rcpt_tos=composed.rcpt_tos,
+        peer=request.remote_addr or "",
+        helo="HTTP API",
+        tls=request.is_secure,
+        auth_user=authorization.username if authorization else None,
+    )
+    return jsonify({"ID": _committed(_store().add(message))})
+
+
+@bp.get("/info")
+def info() -> Any:
+    """Mailpit's AppInformation. The SMTP and deletion counters are not kept: always 0."""
+    store = _store()
+    total, unread = store.counts()
+    started = current_app.extensions["mailtrap_api_started"]
+    return jsonify(
+        {
+            "Version": __version__,
+            "LatestVersion": "",  # Mailtrap never calls out to find newer releases
+            "Database": str(store.path),
+            "DatabaseSize": store.database_size(),
+            "Messages": total,
+            "Unread": unread,
+            "Tags": store.tag_counts(),
+            "RuntimeStats": {
+                "Uptime": round(time.monotonic() - started, 3),
+                "Memory": _resident_memory(),
+                "MessagesDeleted": 0,
+                "SMTPAccepted": 0,
+                "SMTPAcceptedSize": 0,
+                "SMTPRejected": 0,
+                "SMTPIgnored": 0,
+            },
+        }
+    )
+
+
+def _resident_memory() -> int:
+    """Bytes of memory this process uses now (its peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound
 from mailtrap.web import api, events, security, ui
+from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
     from mailtrap.server import Server
@@ -40,6 +41,7 @@ def create_app(server: Server) -> Flask:
         server.store.count()  # a read that fails (503 below) if the database does
         return jsonify({"status": "ok", "version": __version__})
 
+    app.wsgi_app = at_webroot(app.wsgi_app, server.config.webroot)  # type: ignore[method-assign]
     return app
 
 

@@ -1,0 +1,421 @@
+"""The POP3 listener: asyncio connections around :class:`mailtrap.pop3.Pop3Session`.
+
+A connection reads command lines (bounded in length), hands them to the
+session, and carries out the actions it returns: replies, messages streamed
+from SQLite in chunks with flow control, logins checked off the event loop,
+STLS, and deletions through the store at QUIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import ssl
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from mailtrap import __version__
+from mailtrap.auth import Credentials
+from mailtrap.errors import MessageNotFound, StorageError
+from mailtrap.maildrop import (
+    Entry,
+    SizeCache,
+    open_blob,
+    open_connection,
+    read_chunks,
+    snapshot,
+)
+from mailtrap.pop3 import (
+    MAX_LINE,
+    Action,
+    CheckLogin,
+    Close,
+    DeleteMessages,
+    Pop3Session,
+    Reply,
+    SendMessage,
+    StartTLS,
+)
+from mailtrap.pop3_wire import MessageEncoder
+from mailtrap.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED = 64 * 1024  # pipelined input held before reading pauses
+WRITE_BUFFER = 256 * 1024  # output queued before a streaming RETR waits for the client
+TLS_HANDSHAKE_TIMEOUT = 30.0
+READ_MARK_DELAY = 0.05  # seconds that RETR's read marks gather before one store write
+REPLY_TOO_MANY = b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
+REPLY_IDLE = b"-ERR disconnected for inactivity\r\n"
+REPLY_SHUTDOWN = b"-ERR [SYS/TEMP] server shutting down\r\n"
+REPLY_INTERNAL = b"-ERR [SYS/TEMP] internal error, try again later\r\n"
+
+_T = TypeVar("_T")
+
+
+class _LineTooLong:
+    """What :meth:`Pop3Connection._readline` returns for a line over the limit."""
+
+
+LINE_TOO_LONG = _LineTooLong()
+
+
+class ReadMarks:
+    """Marks retrieved messages read, a batch at a time.
+
+    Marks gather for :data:`READ_MARK_DELAY` and go to the store in one write,
+    one write at a time: a client fetching a thousand messages costs a few
+    commits, not a thousand, and the web inbox still shows them read at once.
+    Used on the event loop only.
+    """
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._pending: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing = False
+
+    def add(self, message_id: str) -> None:
+        self._pending.add(message_id)
+        self._schedule()
+
+    def flush(self) -> None:
+        """Send what is pending now and stop (the store writes it before it closes)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._pending:
+            self._store.set_read(self._pending, True)
+        self._pending = set()
+
+    def _schedule(self) -> None:
+        if self._timer is None and not self._writing and self._pending:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(READ_MARK_DELAY, self._write)
+
+    def _write(self) -> None:
+        self._timer = None
+        ids, self._pending = self._pending, set()
+        self._writing = True
+        loop = asyncio.get_running_loop()
+        future = self._store.set_read(ids, True)
+        future.add_done_callback(lambda done: _call_soon(loop, self._written, done))
+
+    def _written(self, future: Future[Any]) -> None:
+        self._writing = False
+        if future.exception() is not None:
+            log.warning("could not mark messages read: %s", future.exception())
+        self._schedule()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Run ``callback`` on ``loop`` from another thread, unless the loop is gone (shutdown)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
+
+
+class Pop3Service:
+    """POP3 for one server: settings shared by its connections, and the live ones."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        credentials: Credentials | None,
+        tls_context: ssl.SSLContext | None,
+        idle_timeout: float,
+        max_connections: int,
+    ):
+        self.store = store
+        self.credentials = credentials
+        self.tls_context = tls_context
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.connections: set[Pop3Connection] = set()
+        self._sizes = SizeCache()
+        self.read_marks = ReadMarks(store)
+        # Logins run here: a bcrypt check takes a quarter of a second and the
+        # first snapshot of a big maildrop reads every message once.
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailtrap-pop3")
+
+    def factory(self, *, implicit_tls: bool) -> Callable[[], Pop3Connection]:
+        """A protocol factory for ``loop.create_server`` (``implicit_tls``: POP3S)."""
+        return lambda: Pop3Connection(self, implicit_tls=implicit_tls)
+
+    def admit(self, connection: Pop3Connection) -> bool:
+        if len(self.connections) >= self.max_connections:
+            return False
+        self.connections.add(connection)
+        return True
+
+    def leave(self, connection: Pop3Connection) -> None:
+        self.connections.discard(connection)
+
+    async def in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def snapshot(self, recipient: str | None) -> list[Entry]:
+        """The maildrop of ``recipient``; runs in a worker thread with its own connection."""
+        with contextlib.closing(open_connection(self.store.path)) as conn:
+            return snapshot(conn, recipient, self._sizes)
+
+    def check_password(self, user: str, password: str) -> bool:
+        return self.credentials is None or self.credentials.check(user, password)
+
+    async def close(self) -> None:
+        """Close every connection (nothing is deleted) and wait for them to end."""
+        connections = list(self.connections)
+        for connection in connections:
+            connection.shut_down()
+        await asyncio.gather(*(c.finished for c in connections), return_exceptions=True)
+        self.read_marks.flush()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Pop3Connection(asyncio.Protocol):
+    """One POP3 client: line input, flow-controlled output, and the session's actions."""
+
+    def __init__(self, service: Pop3Service, *, implicit_tls: bool):
+        self._service = service
+        self.session = Pop3Session(
+            tls_available=service.tls_context is not None,
+            tls_active=implicit_tls,
+            implementation=f"Mailtrap {__version__}",
+        )
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._skipping = False  # dropping the rest of an over-long line
+        self._reading_paused = False
+        self._closed = False
+        self._input = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._task: asyncio.Task[None] | None = None
+        self._db: sqlite3.Connection | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        if not self._service.admit(self):
+            self._closed = True
+            transport.write(REPLY_TOO_MANY)
+            transport.close()
+            return
+        transport.set_write_buffer_limits(high=WRITE_BUFFER)
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    def data_received(self, data: bytes) -> None:
+        if self._skipping:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return
+            self._skipping = False
+            data = data[newline + 1 :]
+        self._buffer += data
+        if len(self._buffer) > MAX_BUFFERED and self._transport is not None:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        self._input.set()
+
+    def eof_received(self) -> bool:
+        return False  # close: a client that hangs up has dropped the session
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._service.leave(self)
+        self._input.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- used by the service --------------------------------------------------------
+
+    @property
+    def finished(self) -> asyncio.Future[None]:
+        """Done when the session has ended."""
+        if self._task is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return self._task
+
+    def shut_down(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.write(REPLY_SHUTDOWN)
+            self._transport.close()
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- the session --------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        try:
+            self._write(self.session.greeting().data)
+            while True:
+                try:
+                    async with asyncio.timeout(self._service.idle_timeout):
+                        line = await self._readline()
+                except TimeoutError:
+                    self._write(REPLY_IDLE)
+                    break
+                if line is None:
+                    break
+                if isinstance(line, _LineTooLong):
+                    actions = self.session.line_too_long()
+                else:
+                    actions = self.session.receive(line)
+                if not await self._perform(actions):
+                    break
+        except OSError:
+            pass  # the client went away, stopped reading or failed TLS: nothing more to say
+        except Exception:
+            log.exception("POP3 session error")
+            with contextlib.suppress(ConnectionError):
+                self._write(REPLY_INTERNAL)
+        finally:
+            self._service.leave(self)
+            if self._db is not None:
+                self._db.close()
+            if self._transport is not None:
+                self._transport.close()
+
+    async def _perform(self, actions: list[Action]) -> bool:
+        """Carry out ``actions`` in order; False once the connection is to close."""
+        for action in actions:
+            match action:
+                case Reply(data):
+                    self._write(data)
+                    await self._drain()
+                case SendMessage():
+                    await self._send_message(action)
+                case CheckLogin():
+                    if not await self._perform(await self._check_login(action)):
+                        return False
+                case StartTLS():
+                    await self._start_tls()
+                case DeleteMessages(ids):
+                    if not await self._perform(self.session.deletion_done(await self._delete(ids))):
+                        return False
+                case Close():
+                    return False
+        return True
+
+    async def _check_login(self, login: CheckLogin) -> list[Action]:
+        service = self._service
+        if not await service.in_thread(service.check_password, login.user, login.password):
+            return self.session.login_refused()
+        try:
+            messages = await service.in_thread(service.snapshot, login.recipient)
+        except (sqlite3.Error, StorageError):
+            log.exception("could not read the maildrop of %r", login.user)
+            return self.session.login_unavailable()
+        return self.session.login_accepted(messages)
+
+    async def _send_message(self, action: SendMessage) -> None:
+        if self._db is None:
+            self._db = open_connection(self._service.store.path)
+        try:
+            blob = open_blob(self._db, action.entry.seq)
+        except MessageNotFound:
+            self._write(action.gone)
+            return
+        # The open blob holds a read transaction: the bytes stay readable to the
+        # end even if the message is deleted meanwhile.
+        with blob:
+            self._write(action.header)
+            # A message whose wire size is its stored size has CRLF line ends only.
+            crlf_only = len(blob) == action.entry.size
+            encoder = MessageEncoder(action.body_lines, crlf_only=crlf_only)
+            for chunk in read_chunks(blob):
+                self._write(encoder.feed(chunk))
+                await self._drain()
+                if encoder.done:
+                    break
+            self._write(encoder.finish())
+        if action.mark_read:
+            self._service.read_marks.add(action.entry.id)
+
+    async def _start_tls(self) -> None:
+        assert self._transport is not None and self._service.tls_context is not None
+        # Whatever came after STLS was sent in plaintext: it must not be taken
+        # as commands of the encrypted session (RFC 2595 4, CVE-2011-0411).
+        # No await between dropping it and handing the socket to TLS.
+        self._buffer.clear()
+        self._skipping = False
+        if self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        transport = await asyncio.get_running_loop().start_tls(
+            self._transport,
+            self,
+            self._service.tls_context,
+            server_side=True,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+        )
+        if transport is None:
+            raise ConnectionResetError("closed during the TLS handshake")
+        transport.set_write_buffer_limits(high=WRITE_BUFFER)
+        self._transport = transport
+        self._writable.set()
+        self.session.tls_started()
+
+    async def _delete(self, ids: tuple[str, ...]) -> bool:
+        future = self._service.store.delete(ids)
+        try:
+            # Shielded: a client that hangs up now must not cancel a delete in progress.
+            await asyncio.shield(asyncio.wrap_future(future))
+        except StorageError:
+            log.exception("could not delete %d messages at QUIT", len(ids))
+            return False
+        return True
+
+    # -- input and output ----------------------------------------------------------
+
+    async def _readline(self) -> bytes | _LineTooLong | None:
+        """The next command line without its line end; None when the client is gone."""
+        while not self._closed:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                self._resume_reading()
+                if newline + 1 > MAX_LINE:
+                    return LINE_TOO_LONG
+                return line.removesuffix(b"\r")
+            if len(self._buffer) >= MAX_LINE:
+                self._buffer.clear()
+                self._skipping = True  # data_received drops the rest up to its LF
+                self._resume_reading()
+                return LINE_TOO_LONG
+            self._input.clear()
+            await self._input.wait()
+        return None
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and len(self._buffer) < MAX_BUFFERED // 4:
+            self._reading_paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+
+    def _write(self, data: bytes) -> None:
+        if self._closed or self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("the client has gone")
+        if data:
+            self._transport.write(data)
+
+    async def _drain(self) -> None:
+        """Wait while the client is behind; a client that reads nothing for the idle
+        timeout is treated as gone."""
+        if not self._writable.is_set():
+            async with asyncio.timeout(self._service.idle_timeout):
+                await self._writable.wait()
+        if self._closed:
+            raise ConnectionResetError("the client has gone")

@@ -1,0 +1,119 @@
+"""A raw-socket POP3 client for tests that must see or send every byte.
+
+poplib strips line ends, undoes dot-stuffing and refuses lines over 2048
+octets; these tests check exactly what is on the wire, and send what a broken
+or hostile client would.
+"""
+
+from __future__ import annotations
+
+import poplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mailtrap.config import Address
+
+
+class Pop3Wire:
+    """A socket that sends raw bytes and reads POP3 replies; reads the greeting on connect."""
+
+    def __init__(self, address: Address, *, timeout: float = 10.0, read_greeting: bool = True):
+        self.sock: socket.socket = socket.create_connection(
+            (address.host, address.port), timeout=timeout
+        )
+        self._buffer = b""
+        self.greeting = self.line() if read_greeting else b""
+
+    def __enter__(self) -> Pop3Wire:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        """Send bytes exactly as given: no CRLF is added."""
+        self.sock.sendall(data)
+
+    def command(self, line: str | bytes) -> bytes:
+        """Send one command line with CRLF and read a one-line reply (without CRLF)."""
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.line()
+
+    def multiline(self, line: str | bytes) -> bytes:
+        """Send a command and read its multi-line reply: every byte up to and with the
+        terminating ``.CRLF``, dot-stuffing included."""
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.read_multiline()
+
+    def read_multiline(self) -> bytes:
+        first = self.line() + b"\r\n"
+        if not first.startswith(b"+OK"):
+            return first
+        # The end is a line holding only a dot; the message may be empty.
+        while (end := (b"\r\n" + self._buffer).find(b"\r\n.\r\n")) < 0:
+            self._receive()
+        body, self._buffer = self._buffer[:end], self._buffer[end + 3 :]
+        return first + body + b".\r\n"
+
+    def login(self, user: str = "user", password: str = "secret") -> bytes:
+        assert self.command(f"USER {user}").startswith(b"+OK")
+        return self.command(f"PASS {password}")
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self._buffer:
+            self._receive()
+        line, self._buffer = self._buffer.split(b"\r\n", 1)
+        return line
+
+    def start_tls(self, context: ssl.SSLContext, server_hostname: str = "127.0.0.1") -> None:
+        assert not self._buffer, f"unread plaintext before TLS: {self._buffer!r}"
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def read_until_closed(self) -> bytes:
+        """Everything the server sends until it closes the connection."""
+        data, self._buffer = self._buffer, b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed; unread: {self._buffer!r}")
+        self._buffer += chunk
+
+
+def unstuff(multiline: bytes) -> bytes:
+    """The message inside a multi-line reply: status line, dot-stuffing and end removed."""
+    body = multiline.split(b"\r\n", 1)[1].removesuffix(b".\r\n")
+    return (b"\r\n" + body).replace(b"\r\n..", b"\r\n.")[2:]
+
+
+@contextmanager
+def pop3_login(
+    address: Address, user: str = "user", password: str = "secret"
+) -> Iterator[poplib.POP3]:
+    """A logged-in poplib client, closed at the end (without QUIT unless the caller sent it)."""
+    client = poplib.POP3(address.host, address.port, timeout=10)
+    try:
+        client.user(user)
+        client.pass_(password)
+        yield client
+    finally:
+        client.close()
+
+
+def retrieved(client: poplib.POP3, number: int) -> bytes:
+    """RETR with poplib, lines joined back with CRLF: the message as it was stored."""
+    _, lines, _ = client.retr(number)
+    return b"".join(line + b"\r\n" for line in lines)
