@@ -37,6 +37,7 @@ from concurrent.futures import wait
 from pathlib import Path
 from urllib.parse import urlencode
 
+from proc_memory import tree_mb
 from simple_websocket import Client, ConnectionClosed
 
 from mailtrap.store import IncomingMessage, Store
@@ -151,22 +152,11 @@ class ServeProcess:
         count several times. ``anon`` (private memory: heap, stacks) and
         ``file_pss`` (mapped file pages, each counted once) say what it is made of.
         """
-        tree, index = [self.process.pid], 0
-        while index < len(tree):
-            for task in Path(f"/proc/{tree[index]}/task").glob("*"):
-                with contextlib.suppress(OSError):
-                    tree += [int(child) for child in (task / "children").read_text().split()]
-            index += 1
         fields = {"peak_rss": ("status", "VmHWM"), "rss": ("status", "VmRSS")}
         fields |= {"anon": ("smaps_rollup", "Pss_Anon"), "file_pss": ("smaps_rollup", "Pss_File")}
-        totals = dict.fromkeys(fields, 0.0)
-        for pid in tree:
-            for name, (source, key) in fields.items():
-                with contextlib.suppress(OSError):
-                    text = Path(f"/proc/{pid}/{source}").read_text()
-                    if match := re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE):
-                        totals[name] += int(match[1]) / 1024
-        return totals
+        return {
+            name: tree_mb(self.process.pid, key, source) for name, (source, key) in fields.items()
+        }
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)

@@ -47,6 +47,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_DIR))
 
+from proc_memory import tree_mb  # noqa: E402
 from smtp_ingest import build_message, parse_size  # noqa: E402
 
 from mailtrap.store import IncomingMessage, Store  # noqa: E402
@@ -108,7 +109,7 @@ class Pop3Server:
             text=True,
         )
         self.port = self._read_port()
-        self.rss_at_start_mb = sum(_status_kb(pid, "VmRSS") for pid in self.tree()) / 1024
+        self.rss_at_start_mb = tree_mb(self.proc.pid, "VmRSS")
 
     def _read_port(self) -> int:
         found: list[int] = []
@@ -129,18 +130,8 @@ class Pop3Server:
             raise RuntimeError("mailtrap serve did not report a POP3 port")
         return found[0]
 
-    def tree(self) -> list[int]:
-        """The server and its descendants (from /proc/<pid>/task/*/children)."""
-        tree, index = [self.proc.pid], 0
-        while index < len(tree):
-            for task in Path(f"/proc/{tree[index]}/task").glob("*"):
-                with contextlib.suppress(OSError):
-                    tree += [int(child) for child in (task / "children").read_text().split()]
-            index += 1
-        return tree
-
     def peak_rss_mb(self) -> float:
-        return sum(_status_kb(pid, "VmHWM") for pid in self.tree()) / 1024
+        return tree_mb(self.proc.pid, "VmHWM")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -151,15 +142,6 @@ class Pop3Server:
                 self.proc.kill()
                 self.proc.wait()
         self._stderr.close()
-
-
-def _status_kb(pid: int, field: str) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match[1]) if match else 0
 
 
 @contextlib.contextmanager

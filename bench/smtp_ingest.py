@@ -45,6 +45,8 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from proc_memory import tree_mb
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -346,7 +348,9 @@ def send_single(port: int, message: bytes) -> MessageTiming:
 def server_command(name: str, python: str, db_path: Path, extra: Sequence[str] = ()) -> list[str]:
     if name == "bare":
         return [python, str(BENCH_DIR / "bare_sink.py")]
+    # SMTP only: the web and POP3 listeners would take fixed ports and are not measured here.
     mailtrap = [python, "-m", "mailtrap", "serve", "--smtp", f"{HOST}:0", "--db", str(db_path)]
+    mailtrap += ["--http", "off", "--pop3", "off"]
     return [*mailtrap, *extra]
 
 
@@ -412,9 +416,7 @@ class ServerProcess:
         Mailtrap writes through a child process (mailtrap.writer), so the
         server's memory is the sum over its process tree.
         """
-        peaks = [_vm_hwm_kb(pid) for pid in _process_tree(self.pid)]
-        known = [peak for peak in peaks if peak is not None]
-        return sum(known) / 1024 if known else None
+        return tree_mb(self.pid, "VmHWM") or None
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -829,26 +831,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(payload, indent=2))
     failed = any(r.error for r in results) or any(r.error for r in big_results)
     return 1 if failed else 0
-
-
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (from /proc/<pid>/task/*/children)."""
-    tree, index = [pid], 0
-    while index < len(tree):
-        for task in Path(f"/proc/{tree[index]}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                tree += [int(child) for child in (task / "children").read_text().split()]
-        index += 1
-    return tree
-
-
-def _vm_hwm_kb(pid: int) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match[1]) if match else None
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class Inbox:
                 remaining = deadline - time.monotonic()
                 if len(matched) >= count or remaining <= 0:
                     return matched, seen
-                time.sleep(remaining)
+                watch.wait(remaining, seen)
 
     def __repr__(self) -> str:
         return f"<Inbox smtp={self.smtp_host}:{self.smtp_port} messages={len(self)}>"

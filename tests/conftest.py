@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_client import Api
 from serve_process import ServeProcess
 
 from mailtrap import Server
@@ -96,3 +97,9 @@ def emptied_module_server(module_server: Server) -> Server:
     module_server.store.delete_all().result(timeout=10)
     assert module_server.store.count() == 0
     return module_server
+
+
+@pytest.fixture
+def api(server: Server) -> Api:
+    """An HTTP client of ``server``'s Mailpit-compatible API."""
+    return Api(server)

@@ -39,11 +39,6 @@ def server(emptied_module_server: Server) -> Server:
     return emptied_module_server
 
 
-@pytest.fixture
-def api(server: Server) -> Api:
-    return Api(server)
-
-
 # -- listing -------------------------------------------------------------------
 
 

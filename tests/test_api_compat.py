@@ -47,11 +47,6 @@ def server(emptied_module_server: Server) -> Server:
     return emptied_module_server
 
 
-@pytest.fixture
-def api(server: Server) -> Api:
-    return Api(server)
-
-
 def assert_address(value: object) -> None:
     assert isinstance(value, dict) and set(value) == ADDRESS_KEYS, value
     assert all(isinstance(part, str) for part in value.values())

@@ -18,11 +18,6 @@ def server(emptied_module_server: Server) -> Server:
     return emptied_module_server
 
 
-@pytest.fixture
-def api(server: Server) -> Api:
-    return Api(server)
-
-
 def test_search_results_and_counts(server: Server, api: Api):
     welcome = send(server, plain("Welcome aboard", to="new@example.com"))
     send(server, plain("Your invoice", to="billing@example.com"))

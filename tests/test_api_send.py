@@ -19,11 +19,6 @@ def server(emptied_module_server: Server) -> Server:
     return emptied_module_server
 
 
-@pytest.fixture
-def api(server: Server) -> Api:
-    return Api(server)
-
-
 FULL_REQUEST: dict[str, Any] = {
     "From": {"Email": "john@example.com", "Name": "John Doe"},
     "To": [{"Email": "jane@example.com", "Name": "Jane Doe"}, {"Email": "max@example.com"}],

@@ -25,11 +25,6 @@ def server(emptied_module_server: Server) -> Server:
     return emptied_module_server
 
 
-@pytest.fixture
-def api(server: Server) -> Api:
-    return Api(server)
-
-
 def directives(policy: str) -> dict[str, list[str]]:
     parsed = {}
     for directive in policy.split(";"):
