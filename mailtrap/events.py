@@ -61,18 +61,24 @@ class EventHub:
     """Thread-safe fan-out of :class:`Event` to every :class:`Subscription`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()  # guards _subscribers; notified on unsubscribe
         self._subscribers: set[Subscription] = set()
 
     def subscribe(self) -> Subscription:
         subscription = Subscription(self)
-        with self._lock:
+        with self._changed:
             self._subscribers.add(subscription)
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
-        with self._lock:
+        with self._changed:
             self._subscribers.discard(subscription)
+            self._changed.notify_all()
+
+    def wait_until_unsubscribed(self, timeout: float) -> bool:
+        """Wait until every subscriber has gone (as on shutdown); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._subscribers, timeout)
 
     @property
     def has_subscribers(self) -> bool:
@@ -80,7 +86,7 @@ class EventHub:
 
     def publish(self, type: str, data: Any = None) -> None:
         event = Event(type, data)
-        with self._lock:
+        with self._changed:
             subscribers = list(self._subscribers)
         for subscription in subscribers:
             if not subscription._deliver(event):

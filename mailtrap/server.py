@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # seconds that transactions in flight get to finish on stop
+HTTP_STREAMS_GRACE = 3.0  # seconds for websocket streams and long polls to end on stop
 
 
 class Server:
@@ -158,6 +159,10 @@ class Server:
             self._http_thread.join()
             self._http.server_close()
             self._http = self._http_thread = None
+            # Websocket streams and long polls notice the stop within a fraction
+            # of a second; let them end before the store they read is closed.
+            if not self.store.hub.wait_until_unsubscribed(HTTP_STREAMS_GRACE):
+                log.warning("stopping with event subscribers still attached")
         if self._loop is not None and self._thread is not None:
             if self._loop.is_running():
                 asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result()

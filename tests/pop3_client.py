@@ -8,46 +8,33 @@ or hostile client would.
 from __future__ import annotations
 
 import poplib
-import socket
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from line_socket import LineSocket
 
 from mailtrap.config import Address
 
 
-class Pop3Wire:
+class Pop3Wire(LineSocket):
     """A socket that sends raw bytes and reads POP3 replies; reads the greeting on connect."""
 
     def __init__(self, address: Address, *, timeout: float = 10.0, read_greeting: bool = True):
-        self.sock: socket.socket = socket.create_connection(
-            (address.host, address.port), timeout=timeout
-        )
-        self._buffer = b""
+        super().__init__(address, timeout=timeout)
         self.greeting = self.line() if read_greeting else b""
 
     def __enter__(self) -> Pop3Wire:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        """Send bytes exactly as given: no CRLF is added."""
-        self.sock.sendall(data)
-
     def command(self, line: str | bytes) -> bytes:
         """Send one command line with CRLF and read a one-line reply (without CRLF)."""
-        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        self.send_line(line)
         return self.line()
 
     def multiline(self, line: str | bytes) -> bytes:
         """Send a command and read its multi-line reply: every byte up to and with the
         terminating ``.CRLF``, dot-stuffing included."""
-        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        self.send_line(line)
         return self.read_multiline()
 
     def read_multiline(self) -> bytes:
@@ -65,32 +52,7 @@ class Pop3Wire:
         return self.command(f"PASS {password}")
 
     def line(self) -> bytes:
-        while b"\r\n" not in self._buffer:
-            self._receive()
-        line, self._buffer = self._buffer.split(b"\r\n", 1)
-        return line
-
-    def start_tls(self, context: ssl.SSLContext, server_hostname: str = "127.0.0.1") -> None:
-        assert not self._buffer, f"unread plaintext before TLS: {self._buffer!r}"
-        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
-
-    def read_until_closed(self) -> bytes:
-        """Everything the server sends until it closes the connection."""
-        data, self._buffer = self._buffer, b""
-        while True:
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                return data
-            if not chunk:
-                return data
-            data += chunk
-
-    def _receive(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"connection closed; unread: {self._buffer!r}")
-        self._buffer += chunk
+        return self.read_line()
 
 
 def unstuff(multiline: bytes) -> bytes:

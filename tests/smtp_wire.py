@@ -7,9 +7,9 @@ need to send exactly the bytes an attacker or a broken client would.
 from __future__ import annotations
 
 import smtplib
-import socket
-import ssl
 from dataclasses import dataclass
+
+from line_socket import LineSocket
 
 from mailtrap.config import Address
 
@@ -29,40 +29,26 @@ class Reply:
         return f"{self.code} {self.text}"
 
 
-class WireClient:
+class WireClient(LineSocket):
     """A socket that sends raw bytes and parses replies; reads the greeting on connect."""
 
     def __init__(self, address: Address, *, timeout: float = 5.0, read_greeting: bool = True):
-        self.sock: socket.socket = socket.create_connection(
-            (address.host, address.port), timeout=timeout
-        )
-        self._buffer = b""
+        super().__init__(address, timeout=timeout)
         self.greeting: Reply | None = self.reply() if read_greeting else None
 
     def __enter__(self) -> WireClient:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        """Send bytes exactly as given: no CRLF is added."""
-        self.sock.sendall(data)
-
     def command(self, line: str | bytes) -> Reply:
         """Send one command line with CRLF and read its reply."""
-        data = line.encode() if isinstance(line, str) else line
-        self.send(data + b"\r\n")
+        self.send_line(line)
         return self.reply()
 
     def reply(self) -> Reply:
         """Read one (possibly multi-line) reply."""
         lines: list[str] = []
         while True:
-            line = self._read_line()
+            line = self.read_line()
             code, separator, text = line[:3], line[3:4], line[4:]
             if not code.isdigit() or separator not in (b" ", b"-", b""):
                 raise AssertionError(f"not an SMTP reply line: {line!r}")
@@ -78,35 +64,8 @@ class WireClient:
         assert reply.code == 250, reply
         return reply
 
-    def start_tls(self, context: ssl.SSLContext, server_hostname: str = "127.0.0.1") -> None:
-        """Switch to TLS after a ``220`` to STARTTLS (which the caller sends and checks)."""
-        assert not self._buffer, f"unread plaintext before TLS: {self._buffer!r}"
-        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
-
-    def read_until_closed(self, timeout: float = 5.0) -> bytes:
-        """Everything the server sends until it closes the connection.
-
-        Raises ``TimeoutError`` if the connection is still open after ``timeout``.
-        """
-        self.sock.settimeout(timeout)
-        data, self._buffer = self._buffer, b""
-        while True:
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                return data
-            if not chunk:
-                return data
-            data += chunk
-
-    def _read_line(self) -> bytes:
-        while b"\r\n" not in self._buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"connection closed; unread: {self._buffer!r}")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\r\n", 1)
-        return line
+    def read_until_closed(self, timeout: float | None = 5.0) -> bytes:
+        return super().read_until_closed(timeout)
 
 
 def send_message(
