@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EPHEMERAL
-from passlib.apache import HtpasswdFile
-from passlib.hash import apr_md5_crypt, bcrypt
+from htpasswd import write_htpasswd
 from pop3_client import Pop3Wire, pop3_login, retrieved, unstuff
 from smtp_wire import deliver
 
@@ -338,12 +337,8 @@ def test_a_user_name_that_is_an_address_sees_the_mail_sent_to_it(server: Server)
 @pytest.fixture
 def htpasswd(tmp_path: Path) -> Path:
     """alice (bcrypt, lowest cost to stay fast) and bob@example.com (apr1-md5)."""
-    path = tmp_path / "pop3.htpasswd"
-    users = HtpasswdFile(str(path), new=True)
-    users.set_hash("alice", bcrypt.using(rounds=4).hash("alice-secret"))
-    users.set_hash("bob@example.com", apr_md5_crypt.hash("bob-secret"))
-    users.save()
-    return path
+    users = {"alice": ("bcrypt", "alice-secret"), "bob@example.com": ("apr1", "bob-secret")}
+    return write_htpasswd(tmp_path / "pop3.htpasswd", users)
 
 
 def test_with_an_auth_file_only_its_users_log_in_and_the_same_rule_picks_the_mailbox(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Response
-from passlib.apache import HtpasswdFile
+from htpasswd import write_htpasswd
 from web_clients import HANDSHAKE, events, next_frame, origin_of, request
 
 from mailtrap import Server
@@ -188,10 +188,7 @@ def auth_server(
     module_servers: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory
 ) -> Server:
     path = tmp_path_factory.mktemp("auth") / "htpasswd"
-    users = HtpasswdFile(str(path), new=True, default_scheme="apr_md5_crypt")
-    users.set_password("admin", "s3cret")
-    users.save()
-    return module_servers(ui_auth_file=path)
+    return module_servers(ui_auth_file=write_htpasswd(path, {"admin": ("apr1", "s3cret")}))
 
 
 def basic(user: str, password: str) -> dict[str, str]:

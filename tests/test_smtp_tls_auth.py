@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from passlib.apache import HtpasswdFile
-from passlib.hash import apr_md5_crypt, bcrypt
+from htpasswd import write_htpasswd
 from smtp_wire import WireClient, deliver, queued_id, send_message
 
 from mailtrap import Server
@@ -52,12 +51,8 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def htpasswd(tmp_path: Path) -> Path:
     """Users alice (bcrypt) and bob (apr1-md5); bcrypt at its lowest cost, to stay fast."""
-    path = tmp_path / "smtp.htpasswd"
-    users = HtpasswdFile(str(path), new=True)
-    users.set_hash("alice", bcrypt.using(rounds=4).hash("alice-secret"))
-    users.set_hash("bob", apr_md5_crypt.hash("bob-secret"))
-    users.save()
-    return path
+    users = {"alice": ("bcrypt", "alice-secret"), "bob": ("apr1", "bob-secret")}
+    return write_htpasswd(tmp_path / "smtp.htpasswd", users)
 
 
 # -- STARTTLS ----------------------------------------------------------------------

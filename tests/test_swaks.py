@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from passlib.apache import HtpasswdFile
-from passlib.hash import bcrypt
+from htpasswd import write_htpasswd
 
 from mailtrap import Server
 
@@ -113,10 +112,8 @@ def test_auth_with_any_credentials_is_stored_with_the_user(server: Server, mecha
 def test_auth_against_an_htpasswd_file(
     make_server: Callable[..., Server], tmp_path: Path, mechanism: str
 ):
-    users = HtpasswdFile(str(tmp_path / "users"), new=True)
-    users.set_hash("alice", bcrypt.using(rounds=4).hash("right"))
-    users.save()
-    server = make_server(smtp_auth_file=tmp_path / "users")
+    users = write_htpasswd(tmp_path / "users", {"alice": ("bcrypt", "right")})
+    server = make_server(smtp_auth_file=users)
     auth = ["--auth", mechanism, "--auth-user", "alice"]
     refused = swaks(server, *auth, "--auth-password", "wrong")
     assert refused.returncode == AUTH_FAILED, refused.stdout + refused.stderr
