@@ -75,6 +75,17 @@ def m002_reading(db: Database) -> None:
         db.execute("UPDATE messages SET headers = ? WHERE seq = ?", [headers, seq])
 
 
+@migrations()
+def m003_ingest_stages(db: Database) -> None:
+    """Raw bytes are committed before the summary: rows say which stage they are in."""
+    # 1: summary and index filled in; 0: only the envelope and raw bytes so far
+    # (the writer fills in the rest, also after a crash).
+    db.execute("ALTER TABLE messages ADD COLUMN parsed INTEGER NOT NULL DEFAULT 1")
+    db.execute("CREATE INDEX messages_unparsed ON messages(seq) WHERE parsed = 0")
+    # The store's token for an add, so a commit whose answer was lost is recognised.
+    db.execute("ALTER TABLE messages ADD COLUMN receipt TEXT")
+
+
 def prepare_database(path: Path) -> None:
     """Create or migrate the database file, in WAL mode."""
     path.parent.mkdir(parents=True, exist_ok=True)

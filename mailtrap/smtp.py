@@ -14,6 +14,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, sy
 
 from mailtrap.auth import Credentials
 from mailtrap.errors import StorageError
+from mailtrap.spool import Spool, Unstuffer
 from mailtrap.store import IncomingMessage, Store
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,17 @@ class DataTooLarge(Exception):
     """The DATA section went over the size limit; it was read to its end and dropped."""
 
 
-async def read_data(reader: asyncio.StreamReader, limit: int, on_progress: Any) -> bytes:
-    """Read a DATA section up to the lone-dot line and undo dot-stuffing.
+async def read_data(
+    reader: asyncio.StreamReader, spool: Spool, limit: int, on_progress: Callable[[], object]
+) -> None:
+    """Read a DATA section up to the lone-dot line into ``spool``, dot-stuffing undone.
 
     Reads in bulk rather than a line at a time. Only ``CRLF . CRLF`` ends
     the section: ``LF . CRLF`` and ``CR . CRLF`` (SMTP smuggling) are plain
-    content. Past ``limit`` bytes the rest is read and dropped, so memory
-    stays bounded, and :class:`DataTooLarge` is raised at the end.
+    content. Past ``limit`` bytes on the wire the rest is read and dropped, so
+    memory stays bounded, and :class:`DataTooLarge` is raised at the end.
     """
-    chunks: list[bytes] = []
+    unstuffer = Unstuffer()
     size = 0
     tail = b"\r\n"  # DATA starts at the beginning of a line
     while True:
@@ -64,21 +67,13 @@ async def read_data(reader: asyncio.StreamReader, limit: int, on_progress: Any) 
             chunk = chunk[:-3]  # the CRLF before the dot belongs to the message
         size += len(chunk)
         if limit and size > limit:
-            chunks.clear()
+            spool.discard()
         else:
-            chunks.append(chunk)
+            spool.write(unstuffer.feed(chunk))
         if finished:
             break
     if limit and size > limit:
         raise DataTooLarge(size)
-    return unstuff(b"".join(chunks))
-
-
-def unstuff(data: bytes) -> bytes:
-    """Remove the dot that SMTP transparency (RFC 5321 4.5.2) added to lines starting with one."""
-    if data.startswith(b"."):
-        data = data[1:]
-    return data.replace(b"\r\n.", b"\r\n")
 
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -240,24 +235,28 @@ class MailtrapSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         self._tracker.begin_transaction()
+        envelope = self.envelope
+        # Kept in memory while small, in a file beside the database when not;
+        # handle_DATA hands it to the store, which then owns it.
+        envelope.spool = spool = Spool(self.event_handler.store.spool_dir)
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             self._in_data = True
             try:
-                content = await read_data(
-                    self._reader, self.data_size_limit or 0, self._reset_timeout
-                )
+                await read_data(self._reader, spool, self.data_size_limit or 0, self._reset_timeout)
             except DataTooLarge:
                 self._set_post_data_state()
                 await self.push(REPLY_TOO_BIG)
                 return
             finally:
                 self._in_data = False
-            self.envelope.content = self.envelope.original_content = content
+            envelope.content = envelope.original_content = spool.finish()
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
             await self.push(status)
         finally:
+            if envelope.spool is not None:  # never handed over: a hang-up, an error
+                envelope.spool.discard()
             self._tracker.end_transaction()
 
 
@@ -303,8 +302,11 @@ class CaptureHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         peer = session.peer
         credentials = session.auth_data
+        spool: Spool = envelope.spool
         message = IncomingMessage(
             raw=envelope.original_content or b"",
+            spool=str(spool.path) if spool.path is not None else None,
+            size=spool.size,
             mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
             rcpt_tos=list(envelope.rcpt_tos),
             mail_options=list(envelope.mail_options),
@@ -317,6 +319,7 @@ class CaptureHandler:
                 else None
             ),
         )
+        envelope.spool = None  # the store owns its file from here on
         try:
             # Shielded: a client hanging up now cancels this session, and that
             # must not cancel a write the store may already be committing.

@@ -9,13 +9,18 @@ this process, and WAL mode keeps them from blocking the writer.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import queue
+import secrets
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -28,11 +33,15 @@ from typing import Any
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.events import EventHub
 from mailtrap.message import summary
+from mailtrap.rows import IncomingMessage
 from mailtrap.schema import prepare_database
 from mailtrap.search import Search
-from mailtrap.writer import IncomingMessage, connect, send_batch
+from mailtrap.spool import make_spool_dir
+from mailtrap.writer import connect, send_batch
 
 __all__ = ["IncomingMessage", "Store"]
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 READER_MMAP_SIZE = 1 << 30  # bytes of the database each reader maps (address space only)
@@ -43,6 +52,9 @@ SUMMARY_COLUMNS = (
     "reply_to_json, subject, created, auth_user, tags, size, attachments, snippet"
 )
 WRITER_START_TIMEOUT = 30.0
+# How long a read waits for the summaries of messages already acknowledged;
+# longer than the parser's CPU budget per message.
+SETTLE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -59,6 +71,15 @@ class _Job:
     name: str
     args: tuple[Any, ...]
     future: Future[Any] = field(default_factory=Future)
+
+
+@dataclass
+class _InFlight:
+    """The batch the writer is working on; the receiving thread fills in how it ended."""
+
+    jobs: list[_Job]
+    answered: threading.Event = field(default_factory=threading.Event)
+    failure: BaseException | None = None
 
 
 _STOP = object()
@@ -101,8 +122,14 @@ class Store:
         self._dispatcher: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._pipe: Connection | None = None
+        self._receiver: threading.Thread | None = None
+        self._in_flight: _InFlight | None = None
         self._readers = threading.local()
         self._idle_readers: list[sqlite3.Connection] = []  # of threads that have ended
+        # Acknowledged messages whose summary is not written yet; reads wait for them.
+        self._unparsed: set[str] = set()
+        self._parsed = threading.Condition()
+        self.spool_dir: Path | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -112,6 +139,7 @@ class Store:
             prepare_database(self.path)
         except (OSError, sqlite3.Error) as error:
             raise StorageError(f"cannot open database {self.path}: {error}") from error
+        self.spool_dir = make_spool_dir(self.path)
         self._start_writer()
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="mailtrap-store", daemon=True
@@ -120,12 +148,16 @@ class Store:
         return self
 
     def close(self) -> None:
-        """Finish every queued write, then stop the writer."""
+        """Finish every queued write and summary, then stop the writer."""
         if self._dispatcher is not None:
             self._jobs.put(_STOP)
             self._dispatcher.join()
             self._dispatcher = None
+        self.settle()  # so that the last messages' events go out
         self._stop_writer()
+        if self.spool_dir is not None:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
+            self.spool_dir = None
 
     def __enter__(self) -> Store:
         return self.open()
@@ -158,11 +190,20 @@ class Store:
             process.wait()
             raise StorageError(f"cannot open database {self.path}: {detail}")
         self._process, self._pipe = process, pipe
+        self._receiver = threading.Thread(
+            target=self._receive, args=(pipe,), name="mailtrap-store-answers", daemon=True
+        )
+        self._receiver.start()
 
     def _stop_writer(self) -> None:
         if self._pipe is not None:
-            self._pipe.close()  # the writer sees EOF and exits
-            self._pipe = None
+            # The writer sees EOF, finishes and exits; its end closing ends the
+            # receiving thread, which a plain close() here would not wake.
+            with (
+                socket.fromfd(self._pipe.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as ours,
+                contextlib.suppress(OSError),  # the writer is gone already
+            ):
+                ours.shutdown(socket.SHUT_WR)
         if self._process is not None:
             try:
                 self._process.wait(10)
@@ -170,6 +211,12 @@ class Store:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+        if self._receiver is not None:
+            self._receiver.join(10)
+            self._receiver = None
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
 
     # -- writes --------------------------------------------------------------
 
@@ -221,38 +268,137 @@ class Store:
                 self._send(batch)
 
     def _send(self, batch: list[_Job]) -> None:
+        for job in batch:
+            if job.name == "add":
+                job.args[0].receipt = secrets.token_hex(8)
+        # A writer that dies with a batch in hand may have committed some of
+        # it: those are found by their receipts, and the rest is sent once more.
+        for retries_left in (1, 0):
+            failure = self._send_once(batch)
+            if failure is None:
+                return
+            self._stop_writer()
+            batch = self._recover(batch)
+            try:
+                # At once, even with nothing left to send: the new writer parses
+                # what the dead one committed but never summarized.
+                self._start_writer()
+            except StorageError as error:
+                failure, retries_left = error, 0
+            if not batch:
+                return
+            if not retries_left:
+                for job in batch:
+                    self._finish(job, StorageError(f"the writer process failed: {failure}"))
+                return
+
+    def _send_once(self, batch: list[_Job]) -> BaseException | None:
+        """Send a batch and wait for its outcomes; the error if the writer failed."""
         try:
             if self._process is not None and self._process.poll() is not None:
                 self._stop_writer()  # it died while idle: nothing of this batch is lost yet
             if self._pipe is None:
                 self._start_writer()
             assert self._pipe is not None
+            self._in_flight = in_flight = _InFlight(batch)
             send_batch(self._pipe, [(job.name, job.args) for job in batch])
-            outcomes, self.commits, pruned = self._pipe.recv()
-        except (OSError, EOFError, StorageError) as error:
-            self._stop_writer()
-            for job in batch:
-                job.future.set_exception(StorageError(f"the writer process failed: {error}"))
-            return
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(StorageError(f"could not write: {value}"))
+        except (OSError, StorageError) as error:
+            self._in_flight = None
+            return error
+        in_flight.answered.wait()
+        return in_flight.failure
+
+    def _recover(self, batch: list[_Job]) -> list[_Job]:
+        """Resolve the adds of ``batch`` that were committed; return the jobs still to do."""
+        waiting = {job.args[0].receipt: job for job in batch if job.name == "add"}
+        if waiting:
+            # Only the newest rows can hold them: look no further back than that.
+            sql = "SELECT id, receipt, parsed FROM messages ORDER BY seq DESC LIMIT ?"
+            for message_id, receipt, parsed in self.reader.execute(sql, [len(batch) + MAX_BATCH]):
+                job = waiting.pop(receipt, None)
+                if job is not None:
+                    log.warning(
+                        "the writer died after committing %s; answered from the database",
+                        message_id,
+                    )
+                    if not parsed:
+                        self._unparsed.add(message_id)
+                    self._finish(job, message_id)
+        return [job for job in batch if not job.future.done()]
+
+    def _finish(self, job: _Job, outcome: Any) -> None:
+        """Resolve a job (an exception fails it); a spooled message's file goes then."""
+        if isinstance(outcome, BaseException):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
+        if job.name == "add" and job.args[0].spool is not None:
+            Path(job.args[0].spool).unlink(missing_ok=True)
+
+    def _receive(self, pipe: Connection) -> None:
+        """The writer's answers, in a thread: batch outcomes, and summaries as they land."""
+        while True:
+            try:
+                answer = pipe.recv()
+            except (OSError, EOFError) as error:
+                in_flight, self._in_flight = self._in_flight, None
+                if in_flight is not None:
+                    in_flight.failure = error
+                    in_flight.answered.set()
+                return
+            if answer[0] == "parsed":
+                self._on_parsed(answer[1])
+                continue
+            _, outcomes, self.commits, pruned = answer
+            in_flight, self._in_flight = self._in_flight, None
+            assert in_flight is not None
+            for job, (ok, value) in zip(in_flight.jobs, outcomes, strict=True):
+                if ok and job.name == "add":
+                    with self._parsed:
+                        self._unparsed.add(value)  # before the 250: reads after it wait
+                self._finish(job, value if ok else StorageError(f"could not write: {value}"))
+            in_flight.answered.set()
+            if self.hub.has_subscribers:
+                self._publish(in_flight.jobs, outcomes, pruned)
+
+    def _on_parsed(self, ids: list[str]) -> None:
+        with self._parsed:
+            self._unparsed.difference_update(ids)
+            self._parsed.notify_all()
         if self.hub.has_subscribers:
-            self._publish(batch, outcomes, pruned)
+            for message_id in ids:
+                try:
+                    self.hub.publish("new", summary(self._row(message_id)))
+                except MessageNotFound:  # pruned or deleted in the same breath
+                    continue
+
+    def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Wait until every message acknowledged so far has its summary written.
+
+        Reads that show summaries call this, so a message is never listed
+        half-parsed after its 250; it costs nothing while nothing is pending.
+        """
+        if not self._unparsed:
+            return
+        deadline = time.monotonic() + timeout
+        with self._parsed:
+            waiting = set(self._unparsed)
+            while not waiting.isdisjoint(self._unparsed):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("reading before %d summaries are written", len(waiting))
+                    return
+                self._parsed.wait(remaining)
 
     def _publish(self, batch: list[_Job], outcomes: list[Any], pruned: list[str]) -> None:
-        """Tell subscribers what the batch changed, in Mailpit's event shapes."""
+        """Tell subscribers what the batch changed, in Mailpit's event shapes.
+
+        New messages are announced when their summary is in (:meth:`_on_parsed`).
+        """
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             if not ok:
                 continue
-            if job.name == "add":
-                try:
-                    self.hub.publish("new", summary(self.get(value)))
-                except MessageNotFound:  # pruned or deleted in the same breath
-                    continue
-            elif job.name == "delete":
+            if job.name == "delete":
                 for message_id in value:
                     self.hub.publish("delete", {"ID": message_id})
             elif job.name == "delete_all":
@@ -300,6 +446,10 @@ class Store:
         return [row[0] for row in self.reader.execute("SELECT id FROM messages ORDER BY seq")]
 
     def get(self, message_id: str) -> sqlite3.Row:
+        self.settle()
+        return self._row(message_id)
+
+    def _row(self, message_id: str) -> sqlite3.Row:
         row = self.reader.execute("SELECT * FROM messages WHERE id = ?", [message_id]).fetchone()
         if row is None:
             raise MessageNotFound(message_id)
@@ -336,6 +486,7 @@ class Store:
 
     def counts(self) -> tuple[int, int]:
         """(messages, unread messages), both from the ``read`` index."""
+        self.settle()
         with self.snapshot() as conn:
             total = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
             unread = conn.execute("SELECT count(*) FROM messages WHERE read = 0").fetchone()[0]
@@ -343,6 +494,7 @@ class Store:
 
     def page(self, search: Search, start: int = 0, limit: int = 50) -> Page:
         """Summary rows of the messages matching ``search``, newest first."""
+        self.settle()
         with self.snapshot() as conn:
             rows = conn.execute(
                 f"SELECT {SUMMARY_COLUMNS} FROM messages WHERE {search.where} "
@@ -361,12 +513,14 @@ class Store:
 
     def matching_ids(self, search: Search) -> list[str]:
         """IDs of every message matching ``search``, newest first."""
+        self.settle()
         sql = f"SELECT id FROM messages WHERE {search.where} ORDER BY seq DESC"
         return [row[0] for row in self.reader.execute(sql, search.params)]
 
     def latest_id(self, search: Search | None = None) -> str:
         """The ID of the newest message (matching ``search``); MessageNotFound if none."""
         search = search or Search()
+        self.settle()
         sql = f"SELECT id FROM messages WHERE {search.where} ORDER BY seq DESC LIMIT 1"
         row = self.reader.execute(sql, search.params).fetchone()
         if row is None:
@@ -375,6 +529,7 @@ class Store:
 
     def tag_counts(self) -> dict[str, int]:
         """Every tag in use, sorted, with how many messages have it."""
+        self.settle()
         # ``tags != '[]'`` lets SQLite read only tagged messages (a partial index).
         sql = (
             "SELECT tag.value, count(*) FROM messages, json_each(messages.tags) AS tag "
@@ -387,6 +542,7 @@ class Store:
 
     def tagged(self, tag: str) -> list[tuple[str, list[str]]]:
         """(ID, tags) of every message with ``tag``."""
+        self.settle()
         sql = (
             "SELECT id, tags FROM messages WHERE tags != '[]' "
             "AND EXISTS (SELECT 1 FROM json_each(messages.tags) WHERE value = ?)"

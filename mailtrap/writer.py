@@ -13,110 +13,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import secrets
 import signal
 import sqlite3
-import string
 import sys
 import time
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from mailtrap.mime import summarize
+from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
+from mailtrap.summarizer import Parsed, Summarizer, unparsed
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 60.0  # seconds between --max-age sweeps
-
-
-@dataclass
-class IncomingMessage:
-    """A message as received, with its envelope and session facts."""
-
-    raw: bytes
-    mail_from: str
-    rcpt_tos: list[str]
-    mail_options: list[str] = field(default_factory=list)
-    peer: str = ""
-    helo: str = ""
-    tls: bool = False
-    auth_user: str | None = None
-    received: float = field(default_factory=time.time)
-
-
-_ID_ALPHABET = string.ascii_letters + string.digits
-
-
-def _base62(number: int) -> str:
-    digits = ""
-    while True:
-        number, rest = divmod(number, 62)
-        digits = _ID_ALPHABET[rest] + digits
-        if not number:
-            return digits
-
-
-def make_id(seq: int) -> str:
-    """A short ID: 8 random characters (unguessable) then the sequence number.
-
-    The fixed-width random part makes the suffix unambiguous, and sequence
-    numbers are never reused, so neither is an ID.
-    """
-    return _base62(secrets.randbits(47)).rjust(8, "0") + _base62(seq)  # 2**47 < 62**8
-
-
-def message_row(seq: int, message: IncomingMessage) -> dict[str, Any]:
-    """The ``messages`` row of a message: envelope, session facts and parsed summary."""
-    summary = summarize(message.raw, message.rcpt_tos)
-    everyone = ([summary.from_] if summary.from_ else []) + summary.to + summary.cc + summary.bcc
-    return {
-        "seq": seq,
-        "id": make_id(seq),
-        "created": message.received,
-        "size": len(message.raw),
-        "message_id": summary.message_id,
-        "subject": summary.subject,
-        "from_name": summary.from_["Name"] if summary.from_ else "",
-        "from_address": summary.from_["Address"] if summary.from_ else "",
-        "to_json": json.dumps(summary.to),
-        "cc_json": json.dumps(summary.cc),
-        "bcc_json": json.dumps(summary.bcc),
-        "reply_to_json": json.dumps(summary.reply_to),
-        "date": summary.date,
-        "attachments": summary.attachments,
-        "snippet": summary.snippet,
-        "tags": json.dumps(summary.tags),
-        "mail_from": message.mail_from,
-        "rcpt_tos": json.dumps(list(message.rcpt_tos)),
-        "mail_options": json.dumps(list(message.mail_options)),
-        "peer": message.peer,
-        "helo": message.helo,
-        "tls": int(message.tls),
-        "auth_user": message.auth_user,
-        "parse_error": summary.parse_error,
-        "addresses": " ".join(f"{p['Name']} {p['Address']}" for p in everyone),
-        "attachment_names": " ".join(summary.attachment_names),
-        "body": summary.text,
-        # [[name, value], ...] for `header:` searches; UTF-8 kept so LIKE can prefilter.
-        "headers": json.dumps(summary.headers, ensure_ascii=False),
-    }
-
-
-_ROW_COLUMNS = [
-    "seq", "id", "created", "size", "message_id", "subject", "from_name", "from_address",
-    "to_json", "cc_json", "bcc_json", "reply_to_json", "date", "attachments", "snippet", "tags",
-    "mail_from", "rcpt_tos", "mail_options", "peer", "helo", "tls", "auth_user", "parse_error",
-    "addresses", "attachment_names", "body", "headers",
-]  # fmt: skip
-# sqlite-utils' insert() inspects the table and converts every value on each
-# call, costing as much as parsing the message; the hot path uses one
-# prepared statement instead (the schema itself stays with sqlite-utils).
-_INSERT_MESSAGE = (
-    f"INSERT INTO messages ({', '.join(_ROW_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _ROW_COLUMNS)})"
-)
+SPOOL_COPY_CHUNK = 1024 * 1024  # bytes of a spooled message copied into its blob at a time
+# The summarizer thread holds the GIL while it parses; a short switch interval
+# lets the thread that commits other clients' messages in promptly.
+SWITCH_INTERVAL = 0.001
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -138,7 +52,7 @@ def send_batch(pipe: Connection, batch: list[Operation]) -> None:
     """Send a batch; raw messages travel as plain byte strings after it.
 
     Pickling a message would copy its raw bytes once more on each side, which
-    a 25 MB message feels.
+    a 25 MB message feels. A spooled message travels as its file's name.
     """
     raws = [args[0].raw for name, args in batch if name == "add"]
     pipe.send([(name, _without_raw(args) if name == "add" else args) for name, args in batch])
@@ -159,7 +73,14 @@ def receive_batch(pipe: Connection) -> list[Operation]:
 
 
 class Writer:
-    """Applies operations to the database; one instance lives in the writer process."""
+    """Applies operations to the database; one instance lives in the writer process.
+
+    Adding a message commits its envelope and raw bytes; the
+    :class:`~mailtrap.summarizer.Summarizer` then parses it, and
+    :meth:`apply_parsed` writes the summary and search index in a later
+    transaction. The answers on the pipe are ``("batch", outcomes, commits,
+    pruned IDs)`` for each batch, and ``("parsed", IDs)`` as summaries land.
+    """
 
     def __init__(self, path: Path, *, max_messages: int = 0, max_age: float | None = None):
         self.conn = connect(path)
@@ -171,7 +92,17 @@ class Writer:
         self.count = 0  # kept as rows come and go; re-counted on every prune
         self.commits = 0
         self.pruned: list[str] = []  # IDs pruned since the last answer, for delete events
+        self._added: list[tuple[int, str, IncomingMessage]] = []  # in the open transaction
+        self.summarizer = Summarizer(path, connect)
         self.prune()
+        # Committed before a crash but never parsed: parse them now.
+        for seq, message_id, rcpt_tos in unparsed(self.conn):
+            self.summarizer.submit(seq, message_id, None, rcpt_tos)
+
+    def close(self) -> None:
+        """Parse and write what is still queued, then close the database."""
+        self.apply_parsed(self.summarizer.close())
+        self.conn.close()
 
     # -- operations ----------------------------------------------------------
 
@@ -181,11 +112,28 @@ class Writer:
         row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
         last = row.fetchone()
         seq = (last[0] if last else 0) + 1
-        values = message_row(seq, message)
-        self.conn.execute(_INSERT_MESSAGE, values)
-        self.conn.execute("INSERT INTO raw (seq, data) VALUES (?, ?)", [seq, message.raw])
+        values = envelope_row(seq, message)
+        self.conn.execute(INSERT_ENVELOPE, values)
+        if message.spool is None:
+            self.conn.execute("INSERT INTO raw (seq, data) VALUES (?, ?)", [seq, message.raw])
+        else:
+            self._copy_spool(seq, message)
         self.count += 1
+        self._added.append((seq, values["id"], message))
         return values["id"]
+
+    def _copy_spool(self, seq: int, message: IncomingMessage) -> None:
+        """Stream a spooled message into its blob, a chunk at a time (bounded memory)."""
+        assert message.spool is not None
+        insert = "INSERT INTO raw (seq, data) VALUES (?, zeroblob(?))"
+        self.conn.execute(insert, [seq, message.size])
+        with open(message.spool, "rb") as source, self.conn.blobopen("raw", "data", seq) as blob:
+            copied = 0
+            while chunk := source.read(SPOOL_COPY_CHUNK):
+                blob.write(chunk)
+                copied += len(chunk)
+        if copied != message.size:
+            raise OSError(f"spool file {message.spool} has {copied} bytes, not {message.size}")
 
     def op_delete(self, ids: list[str]) -> list[str]:
         """Delete by ID; returns the IDs that existed."""
@@ -247,6 +195,7 @@ class Writer:
 
     def _transaction(self, batch: list[Operation]) -> list[Any]:
         count, pruned = self.count, len(self.pruned)
+        self._added = []
         try:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -260,7 +209,33 @@ class Writer:
             del self.pruned[pruned:]  # rolled back: those were not pruned after all
             raise
         self.commits += 1
+        for seq, message_id, message in self._added:
+            # A spooled message is read back from the database: its file is the
+            # sender's to remove once this answer is in.
+            raw = None if message.spool is not None else message.raw
+            self.summarizer.submit(seq, message_id, raw, message.rcpt_tos)
         return results
+
+    def apply_parsed(self, parsed: list[Parsed]) -> list[str]:
+        """Write summaries and index entries; returns the IDs they were for.
+
+        Committed without an fsync of its own (synchronous NORMAL): the next
+        acknowledged write syncs the log, and a summary lost in a power cut
+        is parsed again at the next start (its row still says ``parsed = 0``).
+        """
+        if not parsed:
+            return []
+        try:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                for item in parsed:
+                    self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
+        except sqlite3.Error:
+            log.exception("writing %d summaries failed; parsed again at restart", len(parsed))
+        finally:
+            self.conn.execute("PRAGMA synchronous = FULL")
+        return [item.message_id for item in parsed]
 
     # -- pruning -------------------------------------------------------------
 
@@ -304,19 +279,28 @@ class Writer:
     # -- the process ---------------------------------------------------------
 
     def serve(self, pipe: Connection) -> None:
-        """Answer batches from ``pipe`` until it closes; sweep by age meanwhile."""
+        """Answer batches from ``pipe`` until it closes; write summaries and sweep by age meanwhile.
+
+        Batches come first: they hold clients waiting for their 250.
+        """
         next_sweep = time.monotonic() + MAINTENANCE_INTERVAL
-        while True:
-            if pipe.poll(MAINTENANCE_INTERVAL):
-                try:
+        wake = self.summarizer.wake
+        try:
+            while True:
+                ready = wait([pipe, wake], MAINTENANCE_INTERVAL)
+                if pipe in ready:
                     batch = receive_batch(pipe)
-                except EOFError:  # the server is gone: everything asked for is committed
-                    return
-                outcomes = self.apply_batch(batch)
-                pipe.send((outcomes, self.commits, self.take_pruned()))
-            if self.max_age is not None and time.monotonic() >= next_sweep:
-                self.prune()
-                next_sweep = time.monotonic() + MAINTENANCE_INTERVAL
+                    outcomes = self.apply_batch(batch)
+                    pipe.send(("batch", outcomes, self.commits, self.take_pruned()))
+                if wake in ready:
+                    ids = self.apply_parsed(self.summarizer.take_done())
+                    if ids:
+                        pipe.send(("parsed", ids))
+                if self.max_age is not None and time.monotonic() >= next_sweep:
+                    self.prune()
+                    next_sweep = time.monotonic() + MAINTENANCE_INTERVAL
+        except (EOFError, OSError):  # the server is gone: everything asked for is committed
+            return
 
 
 def main(argv: list[str]) -> None:
@@ -325,6 +309,7 @@ def main(argv: list[str]) -> None:
     # writer stops (by closing the socket), so queued writes are never cut off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     fd, path, max_messages, max_age = argv
     pipe = Connection(int(fd))
     try:
@@ -340,7 +325,7 @@ def main(argv: list[str]) -> None:
     try:
         writer.serve(pipe)
     finally:
-        writer.conn.close()
+        writer.close()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from smtp_wire import WireClient, queued_id, send_message
 from mailtrap import Server
 from mailtrap.config import MiB
 from mailtrap.smtp import DataTooLarge, read_data
+from mailtrap.spool import Spool
 
 SIMPLE = b"Subject: hi\r\n\r\nbody\r\n.\r\n"
 
@@ -433,11 +435,11 @@ def _stuff(content: bytes) -> bytes:
 
 
 async def _read_in_pieces(
-    wire: bytes, cuts: list[int], buffer_limit: int, size_limit: int
+    wire: bytes, cuts: list[int], buffer_limit: int, size_limit: int, spool: Spool
 ) -> tuple[bytes | None, bytes]:
     """Feed ``wire`` to read_data in pieces; returns (content or None if too large, the rest)."""
     reader = asyncio.StreamReader(limit=buffer_limit)
-    reading = asyncio.ensure_future(read_data(reader, size_limit, lambda: None))
+    reading = asyncio.ensure_future(read_data(reader, spool, size_limit, lambda: None))
     start = 0
     for cut in [*sorted(cuts), len(wire)]:
         reader.feed_data(wire[start:cut])
@@ -445,9 +447,14 @@ async def _read_in_pieces(
         await asyncio.sleep(0)
     reader.feed_eof()
     try:
-        content: bytes | None = await reading
+        await reading
     except DataTooLarge:
-        content = None
+        assert spool.path is None  # dropped, file and all
+        return None, await reader.read()
+    content = spool.finish()
+    if content is None:  # it went to a file
+        assert spool.path is not None
+        content = spool.path.read_bytes()
     return content, await reader.read()
 
 
@@ -457,15 +464,19 @@ async def _read_in_pieces(
     cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
     buffer_limit=st.integers(min_value=3, max_value=16),
     size_limit=st.integers(min_value=0, max_value=120),
+    memory_limit=st.integers(min_value=0, max_value=80),
 )
 def test_read_data_ends_only_at_crlf_dot_crlf_whatever_the_read_boundaries(
-    content: bytes, cuts: list[int], buffer_limit: int, size_limit: int
+    content: bytes, cuts: list[int], buffer_limit: int, size_limit: int, memory_limit: int
 ):
     if content and not content.endswith(b"\r\n"):
         content += b"\r\n"  # as a client ends the last line before the dot
     stuffed = _stuff(content)
     wire = stuffed + b".\r\n" + b"NEXT\r\n"
-    result, rest = asyncio.run(_read_in_pieces(wire, cuts, buffer_limit, size_limit))
+    with tempfile.TemporaryDirectory() as folder:
+        # A small memory limit sends the content to a file part of the way through.
+        spool = Spool(Path(folder), memory_limit=memory_limit)
+        result, rest = asyncio.run(_read_in_pieces(wire, cuts, buffer_limit, size_limit, spool))
     assert rest == b"NEXT\r\n"  # stopped right after the end marker
     if size_limit and len(stuffed) > size_limit:
         assert result is None

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mailtrap import Server
+from mailtrap import summarizer as summarizer_module
 from mailtrap import writer as writer_module
 from mailtrap.errors import StorageError
 from mailtrap.schema import prepare_database
@@ -152,7 +153,7 @@ def test_the_age_sweep_runs_while_the_writer_waits_for_work(
     serving.start()
     try:
         send_batch(ours, [("add", (incoming("old"),)), ("add", (incoming("new"),))])
-        outcomes, _, _ = ours.recv()
+        _, outcomes, _, _ = ours.recv()
         old_id, new_id = (value for _, value in outcomes)
         set_created(db, [old_id], time.time() - 7200)
 
@@ -164,13 +165,14 @@ def test_the_age_sweep_runs_while_the_writer_waits_for_work(
     finally:
         ours.close()
         serving.join(10)
-        writer.conn.close()
+        writer.close()
 
 
 # -- the search index -------------------------------------------------------------------
 
 
 def search(store: Store, query: str) -> list[str]:
+    store.settle()  # the index is written after the raw bytes; public reads wait like this
     rows = store.reader.execute(
         "SELECT messages.id FROM messages_fts JOIN messages ON messages.seq = messages_fts.rowid"
         " WHERE messages_fts MATCH ? ORDER BY messages.seq",
@@ -322,14 +324,14 @@ def test_a_failing_write_does_not_fail_the_writes_batched_with_it(store: Store) 
 def test_the_writer_retries_each_write_alone_when_a_batch_fails(
     db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real_summarize = writer_module.summarize
+    real_envelope_row = writer_module.envelope_row
 
-    def summarize_unless_poisoned(raw: bytes, rcpt_tos: Any = ()) -> Any:
-        if b"POISON" in raw:
-            raise RuntimeError("the parser fell over")
-        return real_summarize(raw, rcpt_tos)
+    def envelope_row_unless_poisoned(seq: int, message: IncomingMessage) -> Any:
+        if b"POISON" in message.raw:
+            raise RuntimeError("the row could not be made")
+        return real_envelope_row(seq, message)
 
-    monkeypatch.setattr(writer_module, "summarize", summarize_unless_poisoned)
+    monkeypatch.setattr(writer_module, "envelope_row", envelope_row_unless_poisoned)
     prepare_database(db)
     writer = Writer(db)
     try:
@@ -341,13 +343,42 @@ def test_the_writer_retries_each_write_alone_when_a_batch_fails(
             ]
         )
     finally:
-        writer.conn.close()
+        writer.close()
 
     (ok_one, one_id), (ok_poison, reason), (ok_two, two_id) = outcomes
     assert (ok_one, ok_poison, ok_two) == (True, False, True)
-    assert "the parser fell over" in reason
+    assert "the row could not be made" in reason
     assert Store(db).ids() == [one_id, two_id]
     assert writer.count == 2
+
+
+def test_a_parser_that_falls_over_loses_no_message(
+    db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The summary is made after the raw bytes are committed: a crash there
+    # leaves the message stored, with the reason, instead of failing its add.
+    real_summarize = summarizer_module.summarize
+
+    def summarize_unless_poisoned(raw: bytes, rcpt_tos: Any = ()) -> Any:
+        if b"POISON" in raw:
+            raise RuntimeError("the parser fell over")
+        return real_summarize(raw, rcpt_tos)
+
+    monkeypatch.setattr(summarizer_module, "summarize", summarize_unless_poisoned)
+    prepare_database(db)
+    writer = Writer(db)
+    try:
+        outcomes = writer.apply_batch([("add", (incoming("POISON"),)), ("add", (incoming("ok"),))])
+    finally:
+        writer.close()
+
+    assert [ok for ok, _ in outcomes] == [True, True]
+    sql = "SELECT parsed, subject, parse_error FROM messages ORDER BY seq"
+    rows = Store(db).reader.execute(sql)
+    assert [tuple(row) for row in rows] == [
+        (1, "", "RuntimeError: the parser fell over"),
+        (1, "ok", None),
+    ]
 
 
 def test_a_dead_writer_process_is_replaced(store: Store) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mailtrap import Server
-from mailtrap.writer import IncomingMessage
+from mailtrap.rows import IncomingMessage
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(

@@ -25,11 +25,11 @@ from mailtrap import __version__
 from mailtrap.compose import ComposeError, compose
 from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
 from mailtrap.message import find_part, headers_map, message_detail, summary
+from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse
 from mailtrap.store import Page
 from mailtrap.web import views
 from mailtrap.web.downloads import attachment_headers
-from mailtrap.writer import IncomingMessage
 
 if TYPE_CHECKING:
     from mailtrap.server import Server

@@ -1,0 +1,120 @@
+"""The writer process's second stage: parse committed messages in a thread of their own.
+
+Messages come here after their raw bytes are committed and acknowledged, so
+parsing never holds up a ``250``; and because it runs in a thread, a message
+that is slow to parse (up to its CPU budget) shares the GIL with the commits
+of other clients' messages instead of stopping them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailtrap.mime import Summary, summarize
+from mailtrap.rows import summary_values
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parsed:
+    """A message's summary columns, ready to be written by the writer's main thread."""
+
+    seq: int
+    message_id: str
+    values: dict[str, Any]
+
+
+class Summarizer:
+    """A worker thread that turns (seq, ID, raw bytes or None) into :class:`Parsed`.
+
+    Without raw bytes (a large message, or one left unparsed by a crash) it
+    reads them from the database itself. ``wake`` gets a byte whenever a
+    result is ready, so the writer can wait on it beside its pipe.
+    """
+
+    def __init__(self, path: Path, connect: Callable[[Path], sqlite3.Connection]):
+        self.path = path
+        self._connect = connect
+        self._jobs: queue.SimpleQueue[tuple[int, str, bytes | None, list[str]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._done: list[Parsed] = []
+        self._lock = threading.Lock()
+        self.wake, self._waker = socket.socketpair()
+        self.wake.setblocking(False)
+        self._waker.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="mailtrap-summarizer", daemon=True)
+        self._thread.start()
+
+    def submit(self, seq: int, message_id: str, raw: bytes | None, rcpt_tos: list[str]) -> None:
+        self._jobs.put((seq, message_id, raw, rcpt_tos))
+
+    def take_done(self) -> list[Parsed]:
+        """The results so far (and clear the wake-up bytes that announced them)."""
+        with contextlib.suppress(BlockingIOError):
+            while self.wake.recv(4096):
+                pass
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def close(self) -> list[Parsed]:
+        """Finish what is queued, stop the thread, and return the results not taken yet."""
+        self._jobs.put(None)
+        self._thread.join()
+        done = self.take_done()
+        self._waker.close()
+        self.wake.close()
+        return done
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        while (job := self._jobs.get()) is not None:
+            seq, message_id, raw, rcpt_tos = job
+            if raw is None:
+                conn = conn or self._connect(self.path)
+                raw = _stored_raw(conn, seq)
+                if raw is None:  # deleted before its turn came
+                    continue
+            values = summary_values(_summary(raw, rcpt_tos))
+            with self._lock:
+                self._done.append(Parsed(seq, message_id, values))
+            # Full: the writer has plenty of wake-ups unread already.
+            with contextlib.suppress(BlockingIOError):
+                self._waker.send(b"!")
+        if conn is not None:
+            conn.close()
+
+
+def _summary(raw: bytes, rcpt_tos: list[str]) -> Summary:
+    try:
+        return summarize(raw, rcpt_tos)
+    except Exception as error:  # summarize catches parser errors; this is the last net
+        log.exception("summarizing a message failed")
+        return Summary(parse_error=f"{type(error).__name__}: {error}")
+
+
+def _stored_raw(conn: sqlite3.Connection, seq: int) -> bytes | None:
+    # Through the blob API: a SELECT would hold the value twice, SQLite's copy and ours.
+    try:
+        with conn.blobopen("raw", "data", seq, readonly=True) as blob:
+            return blob.read()
+    except sqlite3.OperationalError:  # no such row: deleted before its turn came
+        return None
+
+
+def unparsed(conn: sqlite3.Connection) -> list[tuple[int, str, list[str]]]:
+    """(seq, ID, envelope recipients) of rows whose summary is not written yet."""
+    sql = "SELECT seq, id, rcpt_tos FROM messages WHERE parsed = 0 ORDER BY seq"
+    return [(seq, id_, json.loads(rcpts or "[]")) for seq, id_, rcpts in conn.execute(sql)]
