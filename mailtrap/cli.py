@@ -110,6 +110,13 @@ def main() -> None:
     default=None,
     help="Delete messages older than this (for example 12h, 7d); off by default.",
 )
+@option(
+    "--sync",
+    type=click.Choice(["full", "normal"], case_sensitive=False),
+    default="full",
+    help="full: each 250 waits for an fsync (survives a power cut); "
+    "normal: survives a crash or kill of Mailtrap, not of the machine, and is faster.",
+)
 @option("--smtp-tls-cert", type=FILE, default=None, help="PEM certificate for STARTTLS.")
 @option("--smtp-tls-key", type=FILE, default=None, help="PEM private key for STARTTLS.")
 @option(

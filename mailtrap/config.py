@@ -73,6 +73,7 @@ class Config:
     max_message_size: int = 50 * MiB
     max_messages: int = 10_000
     max_age: float | None = None
+    sync: str = "full"  # SQLite's synchronous setting for acknowledged writes: full or normal
     smtp_tls_cert: Path | None = None
     smtp_tls_key: Path | None = None
     smtp_tls_self_signed: bool = False
@@ -110,6 +111,8 @@ class Config:
             raise ConfigError("--smtp-require-tls needs a certificate or --smtp-tls-self-signed")
         if self.max_message_size <= 0:
             raise ConfigError("--max-message-size must be positive")
+        if self.sync not in ("full", "normal"):
+            raise ConfigError(f"--sync must be full or normal, not {self.sync!r}")
         if self.max_messages < 0:
             raise ConfigError("--max-messages must be 0 (unlimited) or more")
         if self.smtp_max_recipients < 1 or self.smtp_max_connections < 1:

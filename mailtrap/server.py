@@ -41,6 +41,7 @@ class Server:
             self.config.db_path,
             max_messages=self.config.max_messages,
             max_age=self.config.max_age,
+            sync=self.config.sync,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

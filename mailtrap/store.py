@@ -102,7 +102,8 @@ class Store:
     """The message store of one SQLite file.
 
     ``max_messages`` (0 = unlimited) and ``max_age`` (seconds, None = off)
-    prune the oldest messages.
+    prune the oldest messages. ``sync`` is SQLite's synchronous setting for
+    acknowledged writes: "full" (fsync before every answer) or "normal".
     """
 
     def __init__(
@@ -111,12 +112,14 @@ class Store:
         *,
         max_messages: int = 0,
         max_age: float | None = None,
+        sync: str = "full",
         hub: EventHub | None = None,
     ):
         self.path = Path(path)
         self.hub = hub if hub is not None else EventHub()
         self.max_messages = max_messages
         self.max_age = max_age
+        self.sync = sync
         self.commits = 0  # transactions the writer has committed, as last reported
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
@@ -140,6 +143,10 @@ class Store:
         except (OSError, sqlite3.Error) as error:
             raise StorageError(f"cannot open database {self.path}: {error}") from error
         self.spool_dir = make_spool_dir(self.path)
+        # Left unparsed by a crash: the writer parses them first, and reads wait for that.
+        self._unparsed.update(
+            row[0] for row in self.reader.execute("SELECT id FROM messages WHERE parsed = 0")
+        )
         self._start_writer()
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="mailtrap-store", daemon=True
@@ -173,7 +180,8 @@ class Store:
         command = [sys.executable, "-m", "mailtrap.writer", str(theirs.fileno()), str(self.path)]
         try:
             process = subprocess.Popen(
-                [*command, str(self.max_messages), max_age], pass_fds=[theirs.fileno()]
+                [*command, str(self.max_messages), max_age, self.sync],
+                pass_fds=[theirs.fileno()],
             )
         finally:
             theirs.close()

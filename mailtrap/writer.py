@@ -4,7 +4,7 @@ It runs in a process of its own so that parsing and indexing mail uses the
 second core instead of competing with the SMTP loop for the GIL. It takes
 batches of operations from a socket, applies each batch in one transaction
 (group commit), and answers with one result per operation once it is
-committed. Started as ``python -m mailtrap.writer FD PATH MAX_MESSAGES MAX_AGE``
+committed. Started as ``python -m mailtrap.writer FD PATH MAX_MESSAGES MAX_AGE SYNC``
 by :class:`mailtrap.store.Store`; it imports only what writing needs.
 """
 
@@ -82,17 +82,27 @@ class Writer:
     pruned IDs)`` for each batch, and ``("parsed", IDs)`` as summaries land.
     """
 
-    def __init__(self, path: Path, *, max_messages: int = 0, max_age: float | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_messages: int = 0,
+        max_age: float | None = None,
+        sync: str = "full",
+    ):
         self.conn = connect(path)
         # FULL: a message acknowledged with 250 survives a power cut, not just
-        # a crash; group commit keeps the fsyncs few.
-        self.conn.execute("PRAGMA synchronous = FULL")
+        # a crash; group commit keeps the fsyncs few. NORMAL in WAL mode: it
+        # survives Mailtrap crashing or being killed, without an fsync per commit.
+        self.sync = {"full": "FULL", "normal": "NORMAL"}[sync]
+        self.conn.execute(f"PRAGMA synchronous = {self.sync}")
         self.max_messages = max_messages
         self.max_age = max_age
         self.count = 0  # kept as rows come and go; re-counted on every prune
         self.commits = 0
         self.pruned: list[str] = []  # IDs pruned since the last answer, for delete events
         self._added: list[tuple[int, str, IncomingMessage]] = []  # in the open transaction
+        self._committed: list[tuple[int, str, IncomingMessage]] = []  # not yet being parsed
         self.summarizer = Summarizer(path, connect)
         self.prune()
         # Committed before a crash but never parsed: parse them now.
@@ -101,6 +111,7 @@ class Writer:
 
     def close(self) -> None:
         """Parse and write what is still queued, then close the database."""
+        self.parse_committed()
         self.apply_parsed(self.summarizer.close())
         self.conn.close()
 
@@ -209,12 +220,21 @@ class Writer:
             del self.pruned[pruned:]  # rolled back: those were not pruned after all
             raise
         self.commits += 1
-        for seq, message_id, message in self._added:
+        self._committed += self._added
+        return results
+
+    def parse_committed(self) -> None:
+        """Hand the messages committed since the last call to the summarizer.
+
+        Called after the answer is sent: the summarizer would otherwise take
+        the GIL from the thread that is about to send it.
+        """
+        for seq, message_id, message in self._committed:
             # A spooled message is read back from the database: its file is the
-            # sender's to remove once this answer is in.
+            # sender's to remove once the answer is in.
             raw = None if message.spool is not None else message.raw
             self.summarizer.submit(seq, message_id, raw, message.rcpt_tos)
-        return results
+        self._committed = []
 
     def apply_parsed(self, parsed: list[Parsed]) -> list[str]:
         """Write summaries and index entries; returns the IDs they were for.
@@ -234,7 +254,7 @@ class Writer:
         except sqlite3.Error:
             log.exception("writing %d summaries failed; parsed again at restart", len(parsed))
         finally:
-            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute(f"PRAGMA synchronous = {self.sync}")
         return [item.message_id for item in parsed]
 
     # -- pruning -------------------------------------------------------------
@@ -292,6 +312,7 @@ class Writer:
                     batch = receive_batch(pipe)
                     outcomes = self.apply_batch(batch)
                     pipe.send(("batch", outcomes, self.commits, self.take_pruned()))
+                    self.parse_committed()
                 if wake in ready:
                     ids = self.apply_parsed(self.summarizer.take_done())
                     if ids:
@@ -304,19 +325,20 @@ class Writer:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-")."""
+    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-") SYNC."""
     # Ctrl+C reaches the whole process group; the server decides when the
     # writer stops (by closing the socket), so queued writes are never cut off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.setswitchinterval(SWITCH_INTERVAL)
-    fd, path, max_messages, max_age = argv
+    fd, path, max_messages, max_age, sync = argv
     pipe = Connection(int(fd))
     try:
         writer = Writer(
             Path(path),
             max_messages=int(max_messages),
             max_age=None if max_age == "-" else float(max_age),
+            sync=sync,
         )
     except Exception as error:
         pipe.send(("failed", f"{type(error).__name__}: {error}"))
