@@ -5,13 +5,19 @@ Pure functions over bytes. Only header blocks go through the standard
 at their boundaries with ``bytes.find``, so an attachment's content is never
 fed through the parser line by line, nor decoded: attachments are counted and
 named, and only the text bodies are decoded.
+
+Everything here runs in time linear in the message, whatever it holds: where
+the standard library is superlinear (header decoding, address lists, MIME
+parameters) its input is capped, and reading the body stops when the
+message's CPU budget is spent. The header fields are read first and always.
 """
 
 from __future__ import annotations
 
 import datetime
-import html
+import mmap
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.errors import MessageError
@@ -21,11 +27,34 @@ from email.parser import BytesHeaderParser
 from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
+from mailtrap.html_text import html_to_text
+
 MAX_MIME_DEPTH = 20
 MAX_MIME_PARTS = 1000
 MAX_SEARCH_TEXT = 1024 * 1024  # characters of body text kept for the full-text index
 SNIPPET_LENGTH = 250
 MAX_HEADER_TEXT = 64 * 1024  # characters of header fields kept for `header:` searches
+# Bytes of a header block parsed (Postfix's header_size_limit is 100 KB): bounds the
+# steps the CPU budget cannot interrupt, above all the top-level header fields.
+MAX_HEADER_BLOCK = 128 * 1024
+# Characters of one header value that go through RFC 2047 decoding; the rest is kept
+# as it is. decode_header() is quadratic in the number of encoded words.
+MAX_DECODED_HEADER = 8 * 1024
+# Characters of one address field (From, To, ...; all its values) read for addresses:
+# getaddresses() costs some 20 us per address.
+MAX_ADDRESS_TEXT = 16 * 1024
+# Characters of Content-Type and Content-Disposition that MIME parameters are read
+# from: the standard parser's parameter splitting is quadratic in their number.
+MAX_PARAMETER_HEADER = 8 * 1024
+# Bytes of one text part decoded for the index, which keeps MAX_SEARCH_TEXT characters:
+# this bounds the memory and time of decoding a body of any size.
+MAX_TEXT_BODY = 4 * MAX_SEARCH_TEXT
+# CPU seconds (this thread's) that reading one message's body may take. An ordinary
+# message takes a few milliseconds, and a 4 MiB HTML body some 0.1 s; a hostile one
+# costs the writer at most about this, then is stored with its header fields only.
+DEFAULT_CPU_BUDGET = 0.5
+
+Raw = bytes | mmap.mmap  # a message in memory, or spooled to a file and mapped
 
 
 class _UTF8HeadersPolicy(Compat32):
@@ -36,11 +65,20 @@ class _UTF8HeadersPolicy(Compat32):
     """
 
     def header_fetch_parse(self, name: str, value: str) -> str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # the parser kept 8-bit bytes as surrogate escapes
-            return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
-        return value
+        if len(value) > MAX_PARAMETER_HEADER and name.lower() in _PARAMETER_HEADERS:
+            value = value[:MAX_PARAMETER_HEADER]  # what get_param() and friends read
+        return _utf8(value)
+
+
+_PARAMETER_HEADERS = ("content-type", "content-disposition")
+
+
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # the parser kept 8-bit bytes as surrogate escapes
+        return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return value
 
 
 _header_parser = BytesHeaderParser(policy=_UTF8HeadersPolicy())
@@ -71,16 +109,48 @@ class Summary:
     parse_error: str | None = None
 
 
-def summarize(raw: bytes, rcpt_tos: Sequence[str] = ()) -> Summary:
-    """Summarize a raw message; a message that cannot be parsed gets empty fields.
+class _BudgetSpent(Exception):
+    """The message's CPU budget ran out."""
 
-    Envelope recipients missing from To and Cc are recorded as Bcc, which is
-    how a blind copy shows up in captured mail.
+
+class _Budget:
+    """A deadline in this thread's CPU time, checked between bounded steps of work."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._deadline = time.thread_time() + seconds
+
+    def check(self) -> None:
+        if time.thread_time() > self._deadline:
+            raise _BudgetSpent
+
+
+def summarize(
+    raw: Raw, rcpt_tos: Sequence[str] = (), *, cpu_budget: float = DEFAULT_CPU_BUDGET
+) -> Summary:
+    """Summarize a raw message; what cannot be parsed is left empty, with the reason.
+
+    The header fields come first and are always there when the header block
+    parses. Reading the body stops past the MIME part or depth limit, or when
+    ``cpu_budget`` seconds of this thread's CPU time are spent; what was read
+    before is kept and ``parse_error`` says why the rest is not. Envelope
+    recipients missing from To and Cc are recorded as Bcc, which is how a
+    blind copy shows up in captured mail.
     """
+    budget = _Budget(cpu_budget)
     try:
-        summary = _summarize(raw)
+        message, body, complete = _top_level(raw)
+        summary = _header_summary(message)
     except Exception as error:  # any parser or decoder failure: the raw bytes are still kept
         summary = Summary(parse_error=f"{type(error).__name__}: {error}")
+    else:
+        if complete:
+            summary.parse_error = _read_body(summary, raw, message, body, budget)
+        else:
+            summary.parse_error = (
+                f"header block longer than {MAX_HEADER_BLOCK // 1024} KiB; "
+                "the fields after that and the body are not indexed"
+            )
     visible = {a["Address"].lower() for a in summary.to + summary.cc + summary.bcc}
     summary.bcc += [
         {"Name": "", "Address": rcpt} for rcpt in rcpt_tos if rcpt.lower() not in visible
@@ -88,36 +158,83 @@ def summarize(raw: bytes, rcpt_tos: Sequence[str] = ()) -> Summary:
     return summary
 
 
-def _summarize(raw: bytes) -> Summary:
-    message, body = _parse_part(raw, (0, len(raw)))
-    from_ = _addresses(message, "From")
-    summary = Summary(
-        message_id=_decoded(message.get("Message-ID")).strip().strip("<>"),
-        subject=_decoded(message.get("Subject")),
+def _top_level(raw: Raw) -> tuple[Message, Span, bool]:
+    """The top-level header fields, the body's span, and whether the header block was whole.
+
+    At most MAX_HEADER_BLOCK bytes of header block are parsed.
+    """
+    length = len(raw)
+    message, body = _parse_part(raw, (0, length))
+    return message, body, not (body[0] == length > MAX_HEADER_BLOCK)
+
+
+_SUMMARY_FIELDS = ("message-id", "subject", "from", "to", "cc", "bcc", "reply-to", "date", "x-tags")
+
+
+def _header_summary(message: Message) -> Summary:
+    # One pass over the fields: Message.get() walks all of them for each name asked.
+    values: dict[str, list[str]] = {name: [] for name in _SUMMARY_FIELDS}
+    for name, value in message.raw_items():
+        found = values.get(name.lower())
+        if found is not None:
+            found.append(_utf8(value))
+
+    def first(name: str) -> str | None:
+        return values[name][0] if values[name] else None
+
+    from_ = _addresses(values["from"])
+    return Summary(
+        message_id=_decoded(first("message-id")).strip().strip("<>"),
+        subject=_decoded(first("subject")),
         from_=from_[0] if from_ else None,
-        to=_addresses(message, "To"),
-        cc=_addresses(message, "Cc"),
-        bcc=_addresses(message, "Bcc"),
-        reply_to=_addresses(message, "Reply-To"),
-        date=_rfc3339(message.get("Date")),
-        tags=_tags(message.get("X-Tags")),
+        to=_addresses(values["to"]),
+        cc=_addresses(values["cc"]),
+        bcc=_addresses(values["bcc"]),
+        reply_to=_addresses(values["reply-to"]),
+        date=_rfc3339(first("date")),
+        tags=_tags(first("x-tags")),
         headers=_searchable_headers(message),
     )
-    text = html_body = None
-    for part, (start, end) in _leaf_parts(raw, message, body):
-        if is_attachment(part):
-            summary.attachments += 1
-            name = _filename(part)
-            if name:
-                summary.attachment_names.append(_decoded(name))
-        elif part.get_content_type() == "text/plain" and text is None:
-            text = _decoded_body(part, raw[start:end])
-        elif part.get_content_type() == "text/html" and html_body is None:
-            html_body = _decoded_body(part, raw[start:end])
-    body = text if text is not None else html_to_text(html_body or "")
-    summary.text = body[:MAX_SEARCH_TEXT]
-    summary.snippet = " ".join(body[: SNIPPET_LENGTH * 8].split())[:SNIPPET_LENGTH]
-    return summary
+
+
+def _read_body(
+    summary: Summary, raw: Raw, message: Message, body: Span, budget: _Budget
+) -> str | None:
+    """Count the attachments and index the body text into ``summary``.
+
+    Returns why it stopped short, if it did.
+    """
+    text = markup = None
+    stopped: str | None = None
+    try:
+        try:
+            for part, (start, end) in _leaf_parts(raw, message, body):
+                budget.check()
+                if is_attachment(part):
+                    summary.attachments += 1
+                    name = _filename(part)
+                    if name:
+                        summary.attachment_names.append(_decoded(name))
+                elif part.get_content_type() == "text/plain" and text is None:
+                    text = _decoded_body(part, raw, start, end)
+                elif part.get_content_type() == "text/html" and markup is None:
+                    markup = _decoded_body(part, raw, start, end)
+        except MimeLimitError as error:  # the parts before the limit still count
+            stopped = f"MimeLimitError: {error}; the parts after the limit are not indexed"
+        budget.check()
+        if text is None and markup:
+            text = html_to_text(markup, budget.check)
+    except _BudgetSpent:
+        return f"CPU budget of {budget.seconds:g} s exceeded while reading the body; " + (
+            "body text not indexed" if text is None else "the parts after that are not indexed"
+        )
+    except Exception as error:  # a decoder failure costs the body, not the header fields
+        return f"{type(error).__name__}: {error}"
+    finally:
+        if text is not None:
+            summary.text = text[:MAX_SEARCH_TEXT]
+            summary.snippet = " ".join(text[: SNIPPET_LENGTH * 8].split())[:SNIPPET_LENGTH]
+    return stopped
 
 
 Span = tuple[int, int]  # start and end offsets into the raw message
@@ -144,7 +261,9 @@ def _leaf_parts(raw: bytes, message: Message, body: Span) -> Iterator[tuple[Mess
             continue
         if depth >= MAX_MIME_DEPTH:
             raise MimeLimitError(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels")
-        children = [_parse_part(raw, span) for span in multipart_spans(raw, boundary, part_body)]
+        # No more children than the part limit: parsing them all first costs time unbounded.
+        spans = multipart_spans(raw, boundary, part_body)[:MAX_MIME_PARTS]
+        children = [_parse_part(raw, span) for span in spans]
         stack.extend((child, child_body, depth + 1) for child, child_body in reversed(children))
 
 
@@ -154,11 +273,12 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 def _parse_part(raw: bytes, span: Span) -> tuple[Message, Span]:
     """Parse the header block of the part at ``span``; return it with its body's span."""
     start, end = span
-    if raw.startswith((b"\r\n", b"\n"), start, end):  # no header fields at all
-        return Message(policy=_header_parser.policy), (raw.index(b"\n", start) + 1, end)
-    header_end = _HEADER_END.search(raw, start, end)
+    if raw[start : min(start + 2, end)].startswith((b"\r\n", b"\n")):  # no header fields at all
+        return Message(policy=_header_parser.parser.policy), (raw.find(b"\n", start) + 1, end)
+    limit = min(end, start + MAX_HEADER_BLOCK)  # a longer header block: its first bytes only
+    header_end = _HEADER_END.search(raw, start, limit)
     if header_end is None:
-        return _header_parser.parsebytes(raw[start:end]), (end, end)
+        return _header_parser.parsebytes(raw[start:limit]), (end, end)
     return _header_parser.parsebytes(raw[start : header_end.start()]), (header_end.end(), end)
 
 
@@ -202,17 +322,18 @@ def multipart_spans(raw: bytes, boundary: str, body: Span) -> list[Span]:
     return spans
 
 
-def header_fields(raw: bytes, *, decoded: bool = False) -> list[tuple[str, str]]:
+def header_fields(raw: Raw, *, decoded: bool = False) -> list[tuple[str, str]]:
     """The top-level header fields of a message, in order, each value on one line.
 
     ``decoded``: RFC 2047 words decoded, and at most MAX_HEADER_TEXT characters
     in all (what the ``header:`` search keeps); else the values as they are.
+    Only the first MAX_HEADER_BLOCK bytes of the header block are read.
     """
     try:
-        message, _ = _parse_part(raw, (0, len(raw)))
+        message, _, _ = _top_level(raw)
         if decoded:
             return _searchable_headers(message)
-        return [(name, _unfolded(value)) for name, value in message.items()]
+        return [(name, _unfolded(_utf8(value))) for name, value in message.raw_items()]
     except Exception:  # as in summarize(): mail that cannot be parsed has no fields
         return []
 
@@ -220,9 +341,10 @@ def header_fields(raw: bytes, *, decoded: bool = False) -> list[tuple[str, str]]
 def _searchable_headers(message: Message) -> list[tuple[str, str]]:
     fields: list[tuple[str, str]] = []
     budget = MAX_HEADER_TEXT
-    for name, value in message.items():
+    for name, raw_value in message.raw_items():  # raw: not cut as MIME parameters are
+        value = _utf8(raw_value)
         # Decoding only what is encoded: most values are plain, and this runs at ingest.
-        text = _decoded(value) if "=?" in str(value) else _unfolded(value)
+        text = _decoded(value) if "=?" in value else _unfolded(value)
         budget -= len(name) + len(text)
         if budget < 0:
             break
@@ -230,12 +352,24 @@ def _searchable_headers(message: Message) -> list[tuple[str, str]]:
     return fields
 
 
-_CONTINUATION = re.compile(r"[ \t]*\r?\n[ \t]+")
-
-
 def _unfolded(value: object) -> str:
-    """A folded value on one line, each line break and its white space one space."""
-    return _CONTINUATION.sub(" ", str(value)).strip()
+    """A folded value on one line, each line break and its white space one space.
+
+    String operations, not a pattern: ``[ \t]*\r?\n[ \t]+`` rescans every run of
+    blanks from each of its characters (a 47 KB value of spaces took 16 s).
+    """
+    lines = str(value).split("\n")
+    joined = [lines[0]]
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):  # a continuation line
+            previous = joined[-1]
+            joined[-1] = (previous[:-1] if previous.endswith("\r") else previous).rstrip(" \t")
+            joined.append(" ")
+            joined.append(line.lstrip(" \t"))
+        else:
+            joined.append("\n")
+            joined.append(line)
+    return "".join(joined).strip()
 
 
 def is_attachment(part: Message) -> bool:
@@ -256,8 +390,9 @@ def _filename(part: Message) -> str | None:
         return ""
 
 
-def _decoded_body(part: Message, body: bytes) -> str:
-    # Decoded here, for text parts only (quoted-printable, base64).
+def _decoded_body(part: Message, raw: Raw, start: int, end: int) -> str:
+    # Decoded here, for text parts only (quoted-printable, base64), at most MAX_TEXT_BODY.
+    body = raw[start : min(end, start + MAX_TEXT_BODY)]
     part.set_payload(body.decode("ascii", "surrogateescape"))
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
@@ -273,24 +408,37 @@ _FOLDING = re.compile(r"\r?\n[ \t]")
 
 
 def _decoded(value: object) -> str:
-    """Decode an RFC 2047 header value; undecodable words are kept as they are."""
+    """Decode an RFC 2047 header value; undecodable words are kept as they are.
+
+    Only the first MAX_DECODED_HEADER characters are decoded (cut at a blank, so
+    that no encoded word is split); the rest follows as it is.
+    """
     if value is None:
         return ""
     text = _FOLDING.sub(" ", str(value))
+    rest = ""
+    if len(text) > MAX_DECODED_HEADER:
+        cut = text.rfind(" ", 0, MAX_DECODED_HEADER)
+        cut = cut if cut > 0 else MAX_DECODED_HEADER
+        text, rest = text[:cut], text[cut:]
     try:
-        return str(make_header(decode_header(text)))
+        return str(make_header(decode_header(text))) + rest
     except (ValueError, LookupError, UnicodeError, MessageError):
         # MessageError: HeaderParseError (bad base64) and CharsetError (bad charset name)
-        return text
+        return text + rest
 
 
-def _addresses(message: Message, name: str) -> list[dict[str, str]]:
-    values = [str(v) for v in message.get_all(name, [])]
+def _addresses(values: list[str]) -> list[dict[str, str]]:
+    """The addresses of all the values of one address field, in order."""
     if not values:
         return []
+    text = ", ".join(_FOLDING.sub(" ", value) for value in values)
+    if len(text) > MAX_ADDRESS_TEXT:  # cut after a whole address where there is one
+        cut = text.rfind(",", 0, MAX_ADDRESS_TEXT)
+        text = text[: cut if cut > 0 else MAX_ADDRESS_TEXT]
     return [
         {"Name": _decoded(display), "Address": address}
-        for display, address in getaddresses([_FOLDING.sub(" ", v) for v in values])
+        for display, address in getaddresses([text])
         if address
     ]
 
@@ -311,12 +459,3 @@ def _tags(value: object) -> list[str]:
     if value is None:
         return []
     return sorted({tag.strip() for tag in _decoded(value).split(",") if tag.strip()})
-
-
-_INVISIBLE = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
-
-
-def html_to_text(markup: str) -> str:
-    """The visible words of an HTML body, for snippets and the search index."""
-    return html.unescape(_TAG.sub(" ", _INVISIBLE.sub(" ", markup)))

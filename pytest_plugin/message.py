@@ -7,7 +7,6 @@ tests the very same object.
 from __future__ import annotations
 
 import datetime
-import html
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,8 +15,9 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 from functools import cached_property
-from html.parser import HTMLParser
 from pathlib import Path
+
+from mailtrap import html_text
 
 DEFAULT_CODE_PATTERN = r"\b\d{4,8}\b"
 
@@ -221,11 +221,11 @@ class Mail:
         ``contains`` keeps only the links containing that string (or matching
         that compiled pattern).
         """
-        found: list[str] = []
-        for url in [*_HrefCollector.collect(self.html), *_text_urls(self.text)]:
+        found: dict[str, None] = {}  # ordered, and a repeat costs no search
+        for url in [*html_text.links(self.html), *_text_urls(self.text)]:
             if url not in found and _contains(url, contains):
-                found.append(url)
-        return found
+                found[url] = None
+        return list(found)
 
     def link(self, contains: str | re.Pattern[str] | None = None) -> str:
         """The first of :meth:`links`; fails, listing the links there are, when there is none."""
@@ -247,13 +247,14 @@ class Mail:
         """
         __tracebackhide__ = True
         compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
-        for body in (self.text, _VisibleText.collect(self.html)):
+        # The HTML's visible text: colours (#123456) and widths do not pass for codes.
+        for body in (self.text, html_text.html_to_text(self.html)):
             match = compiled.search(body)
             if match:
                 return match.group(1) if compiled.groups else match.group(0)
         raise AssertionError(
             f"no match for {compiled.pattern!r} in message {self.id} ({self.subject!r}); "
-            f"text body: {_excerpt(self.text or _VisibleText.collect(self.html))}"
+            f"text body: {_excerpt(self.text or html_text.html_to_text(self.html))}"
         )
 
     # -- presentation -----------------------------------------------------------
@@ -305,62 +306,3 @@ def _describe(wanted: str | re.Pattern[str]) -> str:
 def _excerpt(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
-
-
-class _HrefCollector(HTMLParser):
-    """The ``href`` of every ``<a>`` and ``<area>``, entities decoded."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("a", "area"):
-            for name, value in attrs:
-                if name == "href" and value and not value.startswith(("#", "mailto:")):
-                    self.hrefs.append(html.unescape(value.strip()))
-
-    @classmethod
-    def collect(cls, markup: str) -> list[str]:
-        collector = cls()
-        collector.feed(markup)
-        collector.close()
-        return collector.hrefs
-
-
-class _VisibleText(HTMLParser):
-    """The text a reader sees: no tags, attributes, styles or scripts.
-
-    Searching this rather than the markup keeps colours (``#123456``) and
-    widths from passing for one-time codes.
-    """
-
-    _HIDDEN = frozenset({"style", "script", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._hidden_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._HIDDEN:
-            self._hidden_depth += 1
-        self.chunks.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._HIDDEN and self._hidden_depth:
-            self._hidden_depth -= 1
-        self.chunks.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden_depth:
-            self.chunks.append(data)
-
-    @classmethod
-    def collect(cls, markup: str) -> str:
-        if not markup:
-            return ""
-        collector = cls()
-        collector.feed(markup)
-        collector.close()
-        return "".join(collector.chunks)

@@ -214,18 +214,18 @@ def _nested_multiparts(levels: int) -> bytes:
     )
 
 
-def test_nesting_too_deep_sets_parse_error_and_empties_the_fields():
+def test_nesting_too_deep_sets_parse_error_and_keeps_the_header_fields():
     summary = summarize(_nested_multiparts(3000), ["rcpt@example.com"])
     assert summary.parse_error is not None
     assert summary.parse_error.startswith("MimeLimitError")
     assert f"deeper than {MAX_MIME_DEPTH} levels" in summary.parse_error
+    # The header fields stay searchable; the parts past the limit are not read.
     assert (summary.subject, summary.from_, summary.snippet, summary.attachments) == (
-        "",
-        None,
+        "deep",
+        {"Name": "", "Address": "a@example.com"},
         "",
         0,
     )
-    # The envelope is still known even when the content is not.
     assert summary.bcc == [{"Name": "", "Address": "rcpt@example.com"}]
 
 
