@@ -202,6 +202,13 @@ class Store:
             target=self._receive, args=(pipe,), name="mailtrap-store-answers", daemon=True
         )
         self._receiver.start()
+        # A writer that died took its queue of messages to parse along; the new
+        # one parses those still unparsed, and no read waits for the others.
+        with self._parsed:
+            if self._unparsed:
+                sql = "SELECT id FROM messages WHERE parsed = 0"
+                self._unparsed &= {row[0] for row in self.reader.execute(sql)}
+                self._parsed.notify_all()
 
     def _stop_writer(self) -> None:
         if self._pipe is not None:
@@ -394,7 +401,9 @@ class Store:
             while not waiting.isdisjoint(self._unparsed):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    # Something is wrong with them; later reads need not wait too.
                     log.warning("reading before %d summaries are written", len(waiting))
+                    self._unparsed -= waiting
                     return
                 self._parsed.wait(remaining)
 

@@ -28,11 +28,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Parsed:
-    """A message's summary columns, ready to be written by the writer's main thread."""
+    """A message's summary columns, ready to be written by the writer's main thread.
+
+    ``values`` is None for a message deleted before it was parsed.
+    """
 
     seq: int
     message_id: str
-    values: dict[str, Any]
+    values: dict[str, Any] | None
 
 
 class Summarizer:
@@ -85,9 +88,8 @@ class Summarizer:
             if raw is None:
                 conn = conn or self._connect(self.path)
                 raw = _stored_raw(conn, seq)
-                if raw is None:  # deleted before its turn came
-                    continue
-            values = summary_values(_summary(raw, rcpt_tos))
+            # Deleted before its turn came: nothing to write, but still done.
+            values = None if raw is None else summary_values(_summary(raw, rcpt_tos))
             with self._lock:
                 self._done.append(Parsed(seq, message_id, values))
             # Full: the writer has plenty of wake-ups unread already.

@@ -250,7 +250,8 @@ class Writer:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
                 for item in parsed:
-                    self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
+                    if item.values is not None:
+                        self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
         except sqlite3.Error:
             log.exception("writing %d summaries failed; parsed again at restart", len(parsed))
         finally:
