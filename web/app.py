@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from email.message import Message
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -12,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound
 from mailtrap.web import api, events, security, ui
+from mailtrap.web.http_connection import BodyTimeout
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -45,6 +48,24 @@ def create_app(server: Server) -> Flask:
     return app
 
 
+def is_long_lived(target: str, headers: Message) -> bool:
+    """Whether a request holds its thread for long: the websocket, and long-poll searches.
+
+    The HTTP server counts these apart (``--http-max-streams``), so they
+    cannot take the threads ordinary requests need.
+    """
+    if headers.get("Upgrade", "").lower() == "websocket":
+        return True
+    url = urlsplit(target)
+    if not url.path.endswith("/api/v1/search"):
+        return False
+    wait = parse_qs(url.query).get("wait", [""])[0]
+    try:
+        return float(wait) > 0
+    except ValueError:
+        return False  # the API answers 400
+
+
 def _register_error_handlers(app: Flask) -> None:
     """Every error is JSON with a status that says what went wrong; never a traceback."""
 
@@ -55,6 +76,11 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(MessageNotFound)
     def not_found(error: MessageNotFound) -> Any:
         return jsonify({"Error": f"message not found: {error}"}), 404
+
+    @app.errorhandler(BodyTimeout)
+    def body_timeout(error: BodyTimeout) -> Any:
+        # The client stopped sending its body; the server closes the connection after this.
+        return jsonify({"Error": "request body not received in time"}), 408
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:
