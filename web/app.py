@@ -14,7 +14,6 @@ from werkzeug.exceptions import HTTPException
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound
 from mailtrap.web import api, events, security, ui
-from mailtrap.web.http_connection import BodyTimeout
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -76,11 +75,6 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(MessageNotFound)
     def not_found(error: MessageNotFound) -> Any:
         return jsonify({"Error": f"message not found: {error}"}), 404
-
-    @app.errorhandler(BodyTimeout)
-    def body_timeout(error: BodyTimeout) -> Any:
-        # The client stopped sending its body; the server closes the connection after this.
-        return jsonify({"Error": "request body not received in time"}), 408
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:

@@ -18,11 +18,19 @@ import time
 from collections import Counter
 from http import HTTPStatus
 
+from werkzeug.exceptions import RequestTimeout
+
 RECEIVE_SIZE = 65536
 
 
-class BodyTimeout(TimeoutError):
-    """The client did not send its request body within ``--http-body-timeout``."""
+class BodyTimeout(RequestTimeout):
+    """The client did not send its request body within ``--http-body-timeout``.
+
+    An HTTP error rather than an OSError, so that Werkzeug's input stream does not
+    turn it into a 400 and the app answers it as JSON like any other.
+    """
+
+    description = "request body not received in time"
 
 
 def error_response(status: HTTPStatus, message: str) -> bytes:
@@ -172,7 +180,7 @@ class ConnectionReader(io.RawIOBase):
     """Reads a connection: first its buffered bytes, then its socket, before a deadline.
 
     ``deadline`` (monotonic seconds, or None for none) bounds every socket read;
-    past it, reads raise :class:`BodyTimeout`. ``send_timeout`` is the socket
+    past it, reads raise :class:`TimeoutError`. ``send_timeout`` is the socket
     timeout left in place between reads, so writes to a client that stops
     reading fail too.
     """
@@ -220,12 +228,10 @@ class ConnectionReader(io.RawIOBase):
         if self.deadline is not None:
             timeout = self.deadline - time.monotonic()
             if timeout <= 0:
-                raise BodyTimeout("request body not received in time")
+                raise TimeoutError("deadline passed")
         sock.settimeout(timeout)
         try:
             data = sock.recv(RECEIVE_SIZE)
-        except TimeoutError:
-            raise BodyTimeout("request body not received in time") from None
         finally:
             sock.settimeout(self.send_timeout)
         self._connection.buffer += data
@@ -233,7 +239,11 @@ class ConnectionReader(io.RawIOBase):
 
 
 class RequestBody(io.RawIOBase):
-    """The body of one request: at most ``length`` bytes of the connection (None: unbounded)."""
+    """The body of one request: at most ``length`` bytes of the connection (None: unbounded).
+
+    Reads fill the buffer they are given, as a buffered file's do (the app takes a
+    short read for the whole body), and raise :class:`BodyTimeout` past the deadline.
+    """
 
     def __init__(self, reader: ConnectionReader, length: int | None):
         self._reader = reader
@@ -244,33 +254,45 @@ class RequestBody(io.RawIOBase):
 
     def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(target)
-        if self.remaining == 0 or not view:
-            return 0
         if self.remaining is not None:
             view = view[: self.remaining]
-        size = self._reader.readinto(view)
-        if self.remaining is not None:
-            self.remaining -= size
+        filled = 0
+        while filled < len(view):
+            try:
+                size = self._reader.readinto(view[filled:])
+            except TimeoutError:
+                raise BodyTimeout() from None
             if size == 0:
-                raise ConnectionResetError("the client closed the connection mid-body")
-        return size
+                if self.remaining is not None:
+                    raise ConnectionResetError("the client closed the connection mid-body")
+                break
+            filled += size
+            if self.remaining is not None:
+                self.remaining -= size
+        return filled
 
     def readline(self, limit: int | None = -1) -> bytes:
         if self.remaining == 0:
             return b""
         if self.remaining is not None and (limit is None or limit < 0 or limit > self.remaining):
             limit = self.remaining
-        line = self._reader.readline(limit)
+        try:
+            line = self._reader.readline(limit)
+        except TimeoutError:
+            raise BodyTimeout() from None
         if self.remaining is not None:
             self.remaining -= len(line)
         return line
 
     def discard(self, most: int) -> bool:
-        """Read and drop what is left of the body, if it is at most ``most`` bytes."""
+        """Read and drop what is left of the body, if it is at most ``most`` bytes, in time."""
         if self.remaining is None or self.remaining > most:
             return False
-        while self.remaining:
-            self.readinto(bytearray(min(self.remaining, RECEIVE_SIZE)))
+        try:
+            while self.remaining:
+                self.readinto(bytearray(min(self.remaining, RECEIVE_SIZE)))
+        except (BodyTimeout, OSError):
+            return False
         return True
 
 
