@@ -13,7 +13,7 @@ connections (0, 500 and 1,500 by default), in the same run:
   RSS of the server process, and of its tree with the writer process).
 
 Usage:
-    python bench/http_slow.py [--slow 0,500,1500] [--seconds 20] [--json PATH]
+    python bench/http_slow.py [--slow 0,500,1500] [--seconds 20] [--server-args "..."] [--json PATH]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import json
 import re
 import resource
 import selectors
+import shlex
 import signal
 import socket
 import statistics
@@ -39,14 +40,14 @@ from proc_memory import proc_kb, tree_mb
 
 HOST = "127.0.0.1"
 ATTACKERS = [f"127.0.0.{n}" for n in range(2, 12)]
-SERVER_FLAGS = ["--http-max-connections", "4000", "--http-max-connections-per-ip", "200"]
+SERVER_FLAGS = "--http-max-connections 4000 --http-max-connections-per-ip 200"
 LISTENING_RE = re.compile(r"HTTP listening on [^\s:]+:(\d+)")
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen[str], int]:
+def start_server(folder: Path, flags: list[str]) -> tuple[subprocess.Popen[str], int]:
     command = [
         sys.executable, "-m", "mailtrap", "serve", "--db", str(folder / "mail.db"),
-        "--smtp", f"{HOST}:0", "--http", f"{HOST}:0", "--pop3", "off", *SERVER_FLAGS,
+        "--smtp", f"{HOST}:0", "--http", f"{HOST}:0", "--pop3", "off", *flags,
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -185,27 +186,33 @@ def main() -> None:
     )
     parser.add_argument("--slow", default="0,500,1500", help="slow-connection counts, in order")
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per count")
+    parser.add_argument("--server-args", default=SERVER_FLAGS, help="flags for mailtrap serve")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
+    print(f"{'slow':>5} {'held':>9} {'reopened':>8} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'max ms':>7} {'threads':>7} {'RSS MB':>7} {'tree MB':>7}", flush=True)  # fmt: skip
+    results = []
     with tempfile.TemporaryDirectory() as folder:
-        process, port = start_server(Path(folder))
+        process, port = start_server(Path(folder), shlex.split(args.server_args))
         try:
             legitimate_request(port)  # warm up
-            results = [
-                measure(process.pid, port, int(n), args.seconds) for n in args.slow.split(",")
-            ]
+            for count in args.slow.split(","):
+                results.append(r := measure(process.pid, port, int(count), args.seconds))
+                held = f"{r['held_median']:.0f}/{r['held_min']}"
+                print(f"{r['slow']:>5} {held:>9} {r['reopened']:>8} {r['requests']:>8} "
+                      f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} "
+                      f"{r['threads']:>7.0f} {r['rss_mb']:>7.1f} {r['tree_rss_mb']:>7.1f}",
+                      flush=True)  # fmt: skip
         finally:
             process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-    print(f"{'slow':>5} {'held':>9} {'reopened':>8} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'max ms':>7} {'threads':>7} {'RSS MB':>7} {'tree MB':>7}")  # fmt: skip
-    for r in results:
-        held = f"{r['held_median']:.0f}/{r['held_min']}"
-        print(f"{r['slow']:>5} {held:>9} {r['reopened']:>8} {r['requests']:>8} "
-              f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {r['threads']:>7.0f} "
-              f"{r['rss_mb']:>7.1f} {r['tree_rss_mb']:>7.1f}")  # fmt: skip
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print("the server did not stop within 30 s of SIGTERM: killed")
+                process.kill()
+                process.wait()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
