@@ -22,6 +22,8 @@ import pytest
 from web_clients import events, next_frame
 
 from mailtrap import Server
+from mailtrap.config import Address
+from mailtrap.errors import ListenError
 
 LEGITIMATE = "127.0.0.1"
 ATTACKERS = [f"127.0.0.{n}" for n in range(2, 7)]
@@ -264,3 +266,12 @@ def parse_responses(data: bytes) -> list[tuple[int, bytes]]:
         response.begin()
         answers.append((response.status, response.read()))
     return answers
+
+
+def test_an_http_port_in_use_is_a_listen_error_not_an_exit(
+    make_server: Callable[..., Server],
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ListenError, match=f"cannot listen for HTTP on 127.0.0.1:{port}"):
+            make_server(http=Address("127.0.0.1", port))
