@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from web_clients import events, next_frame
+from web_clients import events, next_frame, wait_until
 
 from mailtrap import Server
 from mailtrap.config import Address
@@ -200,7 +200,8 @@ def test_long_polls_cannot_take_the_threads_of_ordinary_requests(
     polls = [sockets(server, ATTACKERS[n]) for n in range(3)]
     for sock in polls:
         sock.sendall(head(server, "GET", waiting))
-    time.sleep(0.3)  # let them start waiting (a refusal would come at once)
+    # Each waiting search holds one subscription to the event hub.
+    assert wait_until(lambda: len(server.store.hub._subscribers) == 3, timeout=10)
     for sock in polls:
         assert not select.select([sock], [], [], 0)[0], "a long poll was answered early"
     extra = sockets(server, ATTACKERS[3])
