@@ -52,10 +52,6 @@ class ClientCounts:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
-    def total(self) -> int:
-        with self._lock:
-            return self._counts.total()
-
     def try_add(self, address: str, per_address: int, total: int) -> str | None:
         """Count one more connection from ``address``; the reason it is refused, if it is."""
         with self._lock:
@@ -146,10 +142,6 @@ class Connection:
         self.sock.close()
         if self._counts is not None:
             self._counts.remove(self.ip)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 def body_to_prebuffer(header_block: bytes, limit: int) -> int:
