@@ -213,6 +213,42 @@ def main() -> None:
     default="",
     help="More Host names to answer when bound to loopback (for a reverse proxy).",
 )
+@option(
+    "--http-header-timeout",
+    type=DURATION,
+    default="10s",
+    help="Close an HTTP connection whose request header is not whole within this (408).",
+)
+@option(
+    "--http-body-timeout",
+    type=DURATION,
+    default="30s",
+    help="Close an HTTP connection whose request body is not whole within this (408).",
+)
+@option(
+    "--http-max-connections",
+    type=click.IntRange(min=1),
+    default=1000,
+    help="Simultaneous HTTP connections; more get 503.",
+)
+@option(
+    "--http-max-connections-per-ip",
+    type=click.IntRange(min=1),
+    default=100,
+    help="Simultaneous HTTP connections from one client address; more get 503.",
+)
+@option(
+    "--http-workers",
+    type=click.IntRange(min=1),
+    default=8,
+    help="Threads answering ordinary HTTP requests at once.",
+)
+@option(
+    "--http-max-streams",
+    type=click.IntRange(min=1),
+    default=100,
+    help="Websockets and long-poll searches open at once; more get 503.",
+)
 def serve(**settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""
     logging.basicConfig(

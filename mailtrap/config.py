@@ -92,6 +92,12 @@ class Config:
     ui_auth_file: Path | None = None
     api_cors: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    http_max_connections: int = 1000
+    http_max_connections_per_ip: int = 100
+    http_workers: int = 8
+    http_max_streams: int = 100
 
     @property
     def db_path(self) -> Path:
@@ -126,6 +132,16 @@ class Config:
             raise ConfigError("--pop3-max-connections must be at least 1")
         if self.pop3_idle_timeout <= 0:
             raise ConfigError("--pop3-idle-timeout must be positive")
+        if self.http_header_timeout <= 0 or self.http_body_timeout <= 0:
+            raise ConfigError("--http-header-timeout and --http-body-timeout must be positive")
+        http_limits = (
+            self.http_max_connections,
+            self.http_max_connections_per_ip,
+            self.http_workers,
+            self.http_max_streams,
+        )
+        if min(http_limits) < 1:
+            raise ConfigError("HTTP connection, worker and stream limits must be at least 1")
         if not self.webroot.startswith("/"):
             raise ConfigError(f"--webroot must start with '/': {self.webroot!r}")
         files = (

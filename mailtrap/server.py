@@ -9,8 +9,6 @@ import ssl
 import threading
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
-
 from mailtrap.auth import Credentials
 from mailtrap.config import Address, Config
 from mailtrap.errors import ListenError
@@ -21,6 +19,8 @@ from mailtrap.tls import self_signed_context, server_context
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from mailtrap.web.http_server import SelectorWSGIServer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Server:
         self._pop3: asyncio.Server | None = None
         self._pop3s: asyncio.Server | None = None
         self._pop3_service: Pop3Service | None = None
-        self._http: BaseWSGIServer | None = None
+        self._http: SelectorWSGIServer | None = None
         self._http_thread: threading.Thread | None = None
         self.app: Flask | None = None
 
@@ -136,18 +136,23 @@ class Server:
 
     def _start_http(self, address: Address) -> None:
         # Imported here: a server without HTTP does not pay for Flask.
-        from mailtrap.web.app import create_app
+        from mailtrap.web.app import create_app, is_long_lived
+        from mailtrap.web.http_server import HttpLimits, SelectorWSGIServer
 
+        config = self.config
         self.app = create_app(self)
-        # Werkzeug's threaded server: flask-sock supports it, and a thread per
-        # connection is plenty for a developer's inbox and a test suite.
-        self._http = make_server(address.host, address.port, self.app, threaded=True)
+        limits = HttpLimits(
+            header_timeout=config.http_header_timeout,
+            body_timeout=config.http_body_timeout,
+            max_connections=config.http_max_connections,
+            max_connections_per_ip=config.http_max_connections_per_ip,
+            workers=config.http_workers,
+            max_streams=config.http_max_streams,
+        )
+        # Werkzeug's request handling behind a selector: no thread per idle or slow client.
+        self._http = SelectorWSGIServer(address.host, address.port, self.app, limits, is_long_lived)
         self._http_thread = threading.Thread(
-            # A short poll interval: stop() waits for it, and tests stop many servers.
-            target=self._http.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="mailtrap-http",
-            daemon=True,
+            target=self._http.serve_forever, name="mailtrap-http", daemon=True
         )
         self._http_thread.start()
 
@@ -158,7 +163,8 @@ class Server:
             self.app.config["MAILTRAP_STOPPING"].set()
             self._http.shutdown()
             self._http_thread.join()
-            self._http.server_close()
+            if not self._http.close(HTTP_STREAMS_GRACE):
+                log.warning("stopping with HTTP requests still running")
             self._http = self._http_thread = None
             # Websocket streams and long polls notice the stop within a fraction
             # of a second; let them end before the store they read is closed.
@@ -218,7 +224,7 @@ class Server:
         """Where the web inbox and API listen, with the real port."""
         if self._http is None:
             raise RuntimeError("HTTP is not running")
-        return Address(self._http.host, self._http.server_port)
+        return Address(self._http.host, self._http.port)
 
     @property
     def http_url(self) -> str:

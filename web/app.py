@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from email.message import Message
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -43,6 +45,24 @@ def create_app(server: Server) -> Flask:
 
     app.wsgi_app = at_webroot(app.wsgi_app, server.config.webroot)  # type: ignore[method-assign]
     return app
+
+
+def is_long_lived(target: str, headers: Message) -> bool:
+    """Whether a request holds its thread for long: the websocket, and long-poll searches.
+
+    The HTTP server counts these apart (``--http-max-streams``), so they
+    cannot take the threads ordinary requests need.
+    """
+    if headers.get("Upgrade", "").lower() == "websocket":
+        return True
+    url = urlsplit(target)
+    if not url.path.endswith("/api/v1/search"):
+        return False
+    wait = parse_qs(url.query).get("wait", [""])[0]
+    try:
+        return float(wait) > 0
+    except ValueError:
+        return False  # the API answers 400
 
 
 def _register_error_handlers(app: Flask) -> None:
