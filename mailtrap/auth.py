@@ -1,13 +1,21 @@
-"""Credentials from an htpasswd file (bcrypt, apr1-md5, sha1, crypt)."""
+"""Credentials from an htpasswd file (bcrypt, apr1-md5, sha1, crypt), and the login gate
+that checks them off the event loop behind the server's failure throttle."""
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from passlib.apache import HtpasswdFile
 
 from mailtrap.errors import ConfigError
+from mailtrap.throttle import AuthThrottle
+
+CHECK_WORKERS = 2  # bcrypt checks at once: an attack costs at most this many cores
 
 
 class Credentials:
@@ -23,8 +31,8 @@ class Credentials:
             raise ConfigError(f"htpasswd file {path} has no users")
 
     def check(self, user: str, password: str) -> bool:
-        # bcrypt takes a quarter of a second by design, and SMTP checks
-        # credentials on the event loop: each pair is verified once.
+        # bcrypt takes a quarter of a second by design, and a mail client logs
+        # in on every poll: each pair is verified once.
         key = (user, hashlib.sha256(password.encode()).digest())
         if key not in self._verified:
             if len(self._verified) >= 1024:  # bounded, whatever a client tries
@@ -34,3 +42,50 @@ class Credentials:
             except ValueError:  # a hash format passlib cannot verify
                 self._verified[key] = False
         return self._verified[key]
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"  # wrong credentials; the throttle's delay has passed
+    LOCKED_OUT = "locked out"  # too many failures from this address: nothing was checked
+
+
+class LoginGate:
+    """Checks logins for every listener of one server against one :class:`AuthThrottle`.
+
+    A locked-out address is refused before any hash is computed; a failure
+    waits the throttle's delay before it is answered. SMTP and POP3 check in a
+    small thread pool, so the event loop serving everybody else never runs
+    bcrypt; HTTP checks in its request thread.
+    """
+
+    def __init__(self, throttle: AuthThrottle):
+        self.throttle = throttle
+        self._executor = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailtrap-auth")
+
+    async def check(self, credentials: Credentials, host: str, user: str, password: str) -> Outcome:
+        """For the event loop: the check in a worker thread, the delay as an ``asyncio.sleep``."""
+        if self.throttle.retry_after(host):
+            return Outcome.LOCKED_OUT
+        loop = asyncio.get_running_loop()
+        good = await loop.run_in_executor(self._executor, credentials.check, user, password)
+        if good:
+            self.throttle.succeeded(host)
+            return Outcome.ACCEPTED
+        await asyncio.sleep(self.throttle.failed(host))
+        return Outcome.REFUSED
+
+    def check_in_thread(
+        self, credentials: Credentials, host: str, user: str, password: str
+    ) -> Outcome:
+        """For a request thread: the same, waiting in the calling thread."""
+        if self.throttle.retry_after(host):
+            return Outcome.LOCKED_OUT
+        if credentials.check(user, password):
+            self.throttle.succeeded(host)
+            return Outcome.ACCEPTED
+        time.sleep(self.throttle.failed(host))
+        return Outcome.REFUSED
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
