@@ -13,7 +13,7 @@ from pathlib import Path
 from passlib.apache import HtpasswdFile
 
 from mailtrap.errors import ConfigError
-from mailtrap.throttle import AuthThrottle
+from mailtrap.throttle import AuthThrottle, client_key
 
 CHECK_WORKERS = 2  # bcrypt checks at once: an attack costs at most this many cores
 
@@ -33,15 +33,25 @@ class Credentials:
     def check(self, user: str, password: str) -> bool:
         # bcrypt takes a quarter of a second by design, and a mail client logs
         # in on every poll: each pair is verified once.
-        key = (user, hashlib.sha256(password.encode()).digest())
-        if key not in self._verified:
-            if len(self._verified) >= 1024:  # bounded, whatever a client tries
-                self._verified.clear()
-            try:
-                self._verified[key] = bool(self._file.check_password(user, password))
-            except ValueError:  # a hash format passlib cannot verify
-                self._verified[key] = False
-        return self._verified[key]
+        known = self.known(user, password)
+        if known is not None:
+            return known
+        if len(self._verified) >= 1024:  # bounded, whatever a client tries
+            self._verified.clear()
+        try:
+            verified = bool(self._file.check_password(user, password))
+        except ValueError:  # a hash format passlib cannot verify
+            verified = False
+        self._verified[_pair(user, password)] = verified
+        return verified
+
+    def known(self, user: str, password: str) -> bool | None:
+        """The answer for a pair verified before, without hashing; None if it was not."""
+        return self._verified.get(_pair(user, password))
+
+
+def _pair(user: str, password: str) -> tuple[str, bytes]:
+    return user, hashlib.sha256(password.encode()).digest()
 
 
 class Outcome(enum.Enum):
@@ -56,24 +66,40 @@ class LoginGate:
     A locked-out address is refused before any hash is computed; a failure
     waits the throttle's delay before it is answered. SMTP and POP3 check in a
     small thread pool, so the event loop serving everybody else never runs
-    bcrypt; HTTP checks in its request thread.
+    bcrypt, and one client address has one check (or delay) under way at a
+    time, so its parallel connections cannot take the whole pool from the
+    others. HTTP checks in its request thread.
     """
 
     def __init__(self, throttle: AuthThrottle):
         self.throttle = throttle
         self._executor = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailtrap-auth")
+        self._lanes: dict[str, _Lane] = {}  # used on the event loop only
 
     async def check(self, credentials: Credentials, host: str, user: str, password: str) -> Outcome:
         """For the event loop: the check in a worker thread, the delay as an ``asyncio.sleep``."""
-        if self.throttle.retry_after(host):
-            return Outcome.LOCKED_OUT
-        loop = asyncio.get_running_loop()
-        good = await loop.run_in_executor(self._executor, credentials.check, user, password)
-        if good:
-            self.throttle.succeeded(host)
-            return Outcome.ACCEPTED
-        await asyncio.sleep(self.throttle.failed(host))
-        return Outcome.REFUSED
+        key = client_key(host)
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.users += 1
+        try:
+            async with lane.lock:
+                if self.throttle.retry_after(host):
+                    return Outcome.LOCKED_OUT
+                good = credentials.known(user, password)
+                if good is None:
+                    loop = asyncio.get_running_loop()
+                    good = await loop.run_in_executor(
+                        self._executor, credentials.check, user, password
+                    )
+                if good:
+                    self.throttle.succeeded(host)
+                    return Outcome.ACCEPTED
+                await asyncio.sleep(self.throttle.failed(host))
+                return Outcome.REFUSED
+        finally:
+            lane.users -= 1
+            if not lane.users:
+                del self._lanes[key]
 
     def check_in_thread(
         self, credentials: Credentials, host: str, user: str, password: str
@@ -89,3 +115,11 @@ class LoginGate:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Lane:
+    """The checks of one client address, one at a time."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
