@@ -7,6 +7,7 @@ import asyncio
 import enum
 import hashlib
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,15 +67,19 @@ class LoginGate:
     A locked-out address is refused before any hash is computed; a failure
     waits the throttle's delay before it is answered. SMTP and POP3 check in a
     small thread pool, so the event loop serving everybody else never runs
-    bcrypt, and one client address has one check (or delay) under way at a
-    time, so its parallel connections cannot take the whole pool from the
-    others. HTTP checks in its request thread.
+    bcrypt. The pool is shared fairly: one client address has one check (or
+    delay) under way at a time, so its parallel connections cannot take every
+    worker, and addresses with recent failures wait behind those without, so
+    the right password gets the next free worker during an attack from many
+    addresses. HTTP checks in its request thread.
     """
 
     def __init__(self, throttle: AuthThrottle):
         self.throttle = throttle
         self._executor = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailtrap-auth")
-        self._lanes: dict[str, _Lane] = {}  # used on the event loop only
+        # Used on the event loop only:
+        self._lanes: dict[str, _Lane] = {}
+        self._workers = _Workers(CHECK_WORKERS)
 
     async def check(self, credentials: Credentials, host: str, user: str, password: str) -> Outcome:
         """For the event loop: the check in a worker thread, the delay as an ``asyncio.sleep``."""
@@ -87,10 +92,7 @@ class LoginGate:
                     return Outcome.LOCKED_OUT
                 good = credentials.known(user, password)
                 if good is None:
-                    loop = asyncio.get_running_loop()
-                    good = await loop.run_in_executor(
-                        self._executor, credentials.check, user, password
-                    )
+                    good = await self._hash(credentials, host, user, password)
                 if good:
                     self.throttle.succeeded(host)
                     return Outcome.ACCEPTED
@@ -100,6 +102,14 @@ class LoginGate:
             lane.users -= 1
             if not lane.users:
                 del self._lanes[key]
+
+    async def _hash(self, credentials: Credentials, host: str, user: str, password: str) -> bool:
+        await self._workers.acquire(suspect=self.throttle.recent_failures(host) > 0)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, credentials.check, user, password)
+        # The worker is busy until the hash is done, even if this client leaves.
+        future.add_done_callback(lambda _: self._workers.release())
+        return await asyncio.shield(future)
 
     def check_in_thread(
         self, credentials: Credentials, host: str, user: str, password: str
@@ -115,6 +125,39 @@ class LoginGate:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Workers:
+    """A count of free pool workers, handed to clients in good standing first."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    async def acquire(self, *, suspect: bool) -> None:
+        if self._free and not any(self._waiting):
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue = self._waiting[suspect]
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed over just as the client left: pass it on
+            elif waiter in queue:
+                queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
 
 
 class _Lane:

@@ -99,6 +99,15 @@ class AuthThrottle:
             record = self._records.get(client_key(host))
             return max(0.0, record.locked_until - now) if record is not None else 0.0
 
+    def recent_failures(self, host: str) -> int:
+        """Failed logins from ``host`` not yet forgotten (0 for a client in good standing)."""
+        now = self._clock()
+        with self._lock:
+            record = self._records.get(client_key(host))
+            if record is None or now - record.last_failure > self.lockout:
+                return 0
+            return record.failures
+
     def failed(self, host: str) -> float:
         """Count a failed login from ``host``; returns the seconds to wait before replying."""
         key = client_key(host)

@@ -38,10 +38,12 @@ def htpasswd(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def slow_htpasswd(tmp_path: Path) -> Path:
-    """alice with a bcrypt cost that takes a good fraction of a second, as real files have."""
+    """alice with a bcrypt cost that takes a good fraction of a second, as real files have;
+    mallory with the cheapest, for failures that cost nothing."""
     path = tmp_path / "slow.htpasswd"
     file = HtpasswdFile(str(path), new=True)
     file.set_hash("alice", bcrypt.using(rounds=12).hash("right"))
+    file.set_hash("mallory", bcrypt.using(rounds=4).hash("right"))
     file.save()
     return path
 
@@ -157,6 +159,31 @@ def test_the_right_password_from_another_address_does_not_queue_behind_an_attack
             assert alice.command("NOOP").code == 250
             assert not any(has_reply(attacker) for attacker in attackers)
             # One attacking address gets one check at a time: alice's runs beside it.
+            assert alice.command(f"AUTH PLAIN {plain('alice', 'right')}").code == 235
+            assert sum(has_reply(attacker) for attacker in attackers) < 8
+            assert attackers[0].reply().code == 535
+    finally:
+        for attacker in attackers:
+            attacker.close()
+
+
+def test_the_right_password_goes_before_guesses_from_many_addresses(
+    make_server: MakeServer, slow_htpasswd: Path
+):
+    server = make_server(smtp_auth_file=slow_htpasswd, auth_failure_delay=0)
+    sources = [f"127.0.0.{10 + number}" for number in range(8)]
+    attackers = [WireClient(server.smtp_address, timeout=60, source=s) for s in sources]
+    try:
+        with WireClient(server.smtp_address, timeout=60, source=INNOCENT) as alice:
+            alice.ehlo()
+            for attacker in attackers:
+                attacker.ehlo()
+                # A first cheap failure: from now on this address is a suspect.
+                assert attacker.command(f"AUTH PLAIN {plain('mallory', 'x')}").code == 535
+            for number, attacker in enumerate(attackers):
+                attacker.send_line(f"AUTH PLAIN {plain('alice', f'guess-{number}')}")
+            time.sleep(0.2)
+            # Two workers, eight guesses waiting: alice's check takes the next free one.
             assert alice.command(f"AUTH PLAIN {plain('alice', 'right')}").code == 235
             assert sum(has_reply(attacker) for attacker in attackers) < 8
             assert attackers[0].reply().code == 535

@@ -136,3 +136,14 @@ def test_the_connection_counter_caps_each_address_and_frees_on_leave():
     assert not counter.admit("2001:db8::3")  # one /64
     counter.leave("192.0.2.1")
     assert counter.admit("192.0.2.1")
+
+
+def test_recent_failures_tell_a_suspect_from_a_client_in_good_standing(clock: FakeClock):
+    guard = make(clock, lockout=60.0)
+    assert guard.recent_failures("192.0.2.1") == 0
+    guard.failed("192.0.2.1")
+    guard.failed("192.0.2.1")
+    assert guard.recent_failures("192.0.2.1") == 2
+    assert guard.recent_failures("192.0.2.2") == 0
+    clock.now += 61
+    assert guard.recent_failures("192.0.2.1") == 0
