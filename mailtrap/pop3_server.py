@@ -29,6 +29,7 @@ from mailtrap.maildrop import (
     snapshot,
 )
 from mailtrap.pop3 import (
+    LOCKED_OUT,
     MAX_LINE,
     Action,
     CheckLogin,
@@ -38,11 +39,12 @@ from mailtrap.pop3 import (
     Reply,
     SendMessage,
     StartTLS,
+    error,
     makes_progress,
 )
 from mailtrap.pop3_wire import MessageEncoder
 from mailtrap.store import Store
-from mailtrap.throttle import ConnectionCounter, client_key, peer_host
+from mailtrap.throttle import ConnectionLimits, Refusal, peer_host
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,11 @@ MAX_BUFFERED = 64 * 1024  # pipelined input held before reading pauses
 WRITE_BUFFER = 256 * 1024  # output queued before a streaming RETR waits for the client
 TLS_HANDSHAKE_TIMEOUT = 30.0
 READ_MARK_DELAY = 0.05  # seconds that RETR's read marks gather before one store write
-REPLY_TOO_MANY = b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
-REPLY_TOO_MANY_FROM_YOU = b"-ERR [SYS/TEMP] too many connections from your address\r\n"
-REPLY_LOCKED_OUT = b"-ERR [AUTH] too many failed logins from your address, try again later\r\n"
+REFUSALS = {
+    Refusal.LOCKED_OUT: error(LOCKED_OUT).data,
+    Refusal.FULL: b"-ERR [SYS/TEMP] too many connections, try again later\r\n",
+    Refusal.CLIENT_FULL: b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+}
 REPLY_IDLE = b"-ERR disconnected for inactivity\r\n"
 REPLY_SHUTDOWN = b"-ERR [SYS/TEMP] server shutting down\r\n"
 REPLY_INTERNAL = b"-ERR [SYS/TEMP] internal error, try again later\r\n"
@@ -141,7 +145,12 @@ class Pop3Service:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: set[Pop3Connection] = set()
-        self._per_client = ConnectionCounter(max_connections_per_client or max_connections)
+        self._limits = ConnectionLimits(
+            "POP3",
+            total=max_connections,
+            per_client=max_connections_per_client,
+            throttle=gate.throttle,
+        )
         self._sizes = SizeCache()
         self.read_marks = ReadMarks(store)
         # Snapshots run here: the first one of a big maildrop reads every message once.
@@ -151,27 +160,17 @@ class Pop3Service:
         """A protocol factory for ``loop.create_server`` (``implicit_tls``: POP3S)."""
         return lambda: Pop3Connection(self, implicit_tls=implicit_tls)
 
-    def admit(self, connection: Pop3Connection, host: str) -> bytes | None:
-        """Count a new connection from ``host``; or the reply that refuses it."""
-        if self.gate.throttle.retry_after(host):
-            return REPLY_LOCKED_OUT
-        if len(self.connections) >= self.max_connections:
-            log.warning("refusing a POP3 connection: %d are open", self.max_connections)
-            return REPLY_TOO_MANY
-        if not self._per_client.admit(host):
-            log.warning(
-                "refusing a POP3 connection from %s: it has %d open",
-                client_key(host),
-                self._per_client.limit,
-            )
-            return REPLY_TOO_MANY_FROM_YOU
-        self.connections.add(connection)
-        return None
+    def admit(self, connection: Pop3Connection, host: str) -> Refusal | None:
+        """Count a new connection from ``host``, or say why it is refused."""
+        refusal = self._limits.admit(host)
+        if refusal is None:
+            self.connections.add(connection)
+        return refusal
 
     def leave(self, connection: Pop3Connection, host: str) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
-            self._per_client.leave(host)
+            self._limits.leave(host)
 
     async def in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -222,7 +221,7 @@ class Pop3Connection(asyncio.Protocol):
         refusal = self._service.admit(self, self._client_host)
         if refusal is not None:
             self._closed = True
-            transport.write(refusal)
+            transport.write(REFUSALS[refusal])
             transport.close()
             return
         transport.set_write_buffer_limits(high=WRITE_BUFFER)

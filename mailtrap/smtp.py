@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, sy
 from mailtrap.auth import Credentials, LoginGate, Outcome
 from mailtrap.errors import StorageError
 from mailtrap.store import IncomingMessage, Store
-from mailtrap.throttle import AuthThrottle, ConnectionCounter, client_key, peer_host
+from mailtrap.throttle import AuthThrottle, ConnectionLimits, Refusal, peer_host
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,12 @@ READ_BUFFER = 64 * 1024  # StreamReader limit: how much DATA one read may return
 REPLY_STORAGE_FAILED = "451 4.3.0 Temporary storage failure, try again later"
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 REPLY_BARE_CR_LF = "501 5.5.2 CR and LF are not allowed in a command"
-REPLY_TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
-REPLY_TOO_MANY_FROM_YOU = b"421 4.7.0 Too many connections from your address\r\n"
 REPLY_LOCKED_OUT = "454 4.7.0 Too many failed logins from your address, try again later"
-REPLY_LOCKED_OUT_CONNECT = b"421 4.7.0 Too many failed logins from your address\r\n"
+REFUSALS = {
+    Refusal.LOCKED_OUT: b"421 4.7.0 Too many failed logins from your address\r\n",
+    Refusal.FULL: b"421 4.7.0 Too many connections, try again later\r\n",
+    Refusal.CLIENT_FULL: b"421 4.7.0 Too many connections from your address\r\n",
+}
 REPLY_JUNK = "421 4.7.0 Too many commands without progress, closing connection"
 REPLY_AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
 
@@ -173,35 +175,25 @@ class SessionTracker:
         max_per_client: int | None = None,
         throttle: AuthThrottle | None = None,
     ):
-        self.max_connections = max_connections
         self.sessions: set[MailtrapSMTP] = set()
-        self._per_client = ConnectionCounter(max_per_client or max_connections)
-        self._throttle = throttle
+        self._limits = ConnectionLimits(
+            "SMTP", total=max_connections, per_client=max_per_client, throttle=throttle
+        )
         self._transactions = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def admit(self, session: MailtrapSMTP, host: str) -> bytes | None:
-        """Count a new session from ``host``; or the reply that refuses it."""
-        if self._throttle is not None and self._throttle.retry_after(host):
-            return REPLY_LOCKED_OUT_CONNECT
-        if len(self.sessions) >= self.max_connections:
-            log.warning("refusing an SMTP connection: %d are open", self.max_connections)
-            return REPLY_TOO_MANY
-        if not self._per_client.admit(host):
-            log.warning(
-                "refusing an SMTP connection from %s: it has %d open",
-                client_key(host),
-                self._per_client.limit,
-            )
-            return REPLY_TOO_MANY_FROM_YOU
-        self.sessions.add(session)
-        return None
+    def admit(self, session: MailtrapSMTP, host: str) -> Refusal | None:
+        """Count a new session from ``host``, or say why it is refused."""
+        refusal = self._limits.admit(host)
+        if refusal is None:
+            self.sessions.add(session)
+        return refusal
 
     def leave(self, session: MailtrapSMTP, host: str) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
-            self._per_client.leave(host)
+            self._limits.leave(host)
 
     def begin_transaction(self) -> None:
         self._transactions += 1
@@ -271,7 +263,7 @@ class MailtrapSMTP(SMTP):
             refusal = self._tracker.admit(self, self._client_host)
             if refusal is not None:
                 self._refused = True
-                transport.write(refusal)  # type: ignore[attr-defined]
+                transport.write(REFUSALS[refusal])  # type: ignore[attr-defined]
                 transport.close()
                 return
         super().connection_made(transport)

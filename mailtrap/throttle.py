@@ -2,12 +2,13 @@
 
 Pure logic with an injectable clock and no I/O, in the spirit of Postfix's
 ``anvil`` service behind ``smtpd``: SMTP, POP3 and HTTP basic auth share one
-:class:`AuthThrottle` per server, and each listener counts its connections
-per address with a :class:`ConnectionCounter`.
+:class:`AuthThrottle` per server, and each listener caps its connections
+with :class:`ConnectionLimits`.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import logging
 import threading
@@ -152,26 +153,57 @@ class AuthThrottle:
             del self._records[next(iter(self._records))]
 
 
-class ConnectionCounter:
-    """Open connections per client address, for a cap below the listener's total.
+class Refusal(enum.Enum):
+    """Why :meth:`ConnectionLimits.admit` turned a connection away."""
 
-    Used on the event loop only.
-    """
+    LOCKED_OUT = "the address is locked out after failed logins"
+    FULL = "every connection slot is taken"
+    CLIENT_FULL = "the address has all the connections it may have"
 
-    def __init__(self, limit: int):
-        self.limit = limit
+
+class ConnectionLimits:
+    """The connection caps of one listener: in total, per client address, and none at
+    all for an address the :class:`AuthThrottle` has locked out. Event loop only."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        total: int,
+        per_client: int | None = None,
+        throttle: AuthThrottle | None = None,
+    ):
+        self.service = service
+        self.total = total
+        self.per_client = per_client or total
+        self._throttle = throttle
         self._open: Counter[str] = Counter()
+        self._count = 0
 
-    def admit(self, host: str) -> bool:
-        """Count a new connection from ``host``; False (not counted) when it is at the limit."""
+    def admit(self, host: str) -> Refusal | None:
+        """Count a new connection from ``host``, or say why it is refused (and log it)."""
         key = client_key(host)
-        if self._open[key] >= self.limit:
-            return False
+        if self._throttle is not None and self._throttle.retry_after(host):
+            return Refusal.LOCKED_OUT
+        if self._count >= self.total:
+            log.warning("refusing a connection to %s: %d are open", self.service, self.total)
+            return Refusal.FULL
+        if self._open[key] >= self.per_client:
+            log.warning(
+                "refusing a connection to %s from %s: it has %d open",
+                self.service,
+                key,
+                self.per_client,
+            )
+            return Refusal.CLIENT_FULL
         self._open[key] += 1
-        return True
+        self._count += 1
+        return None
 
     def leave(self, host: str) -> None:
+        """An admitted connection from ``host`` has ended."""
         key = client_key(host)
+        self._count -= 1
         self._open[key] -= 1
         if self._open[key] <= 0:
             del self._open[key]

@@ -7,12 +7,13 @@ attacker and one bound to 127.0.0.3 an innocent client of the same server.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import select
 import smtplib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,11 @@ def htpasswd(tmp_path: Path) -> Path:
     return write_htpasswd(tmp_path / "users.htpasswd", {"alice": ("bcrypt", "right")})
 
 
-@pytest.fixture
-def slow_htpasswd(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def slow_htpasswd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """alice with a bcrypt cost that takes a good fraction of a second, as real files have;
     mallory with the cheapest, for failures that cost nothing."""
-    path = tmp_path / "slow.htpasswd"
+    path = tmp_path_factory.mktemp("slow") / "slow.htpasswd"
     file = HtpasswdFile(str(path), new=True)
     file.set_hash("alice", bcrypt.using(rounds=12).hash("right"))
     file.set_hash("mallory", bcrypt.using(rounds=4).hash("right"))
@@ -121,75 +122,67 @@ def test_auth_login_failures_count_too_and_a_success_forgets_them(
     assert server.auth_throttle.lockouts == 0
 
 
-def test_bcrypt_checks_never_block_the_event_loop(make_server: MakeServer, slow_htpasswd: Path):
-    server = make_server(smtp_auth_file=slow_htpasswd, auth_failure_delay=0)
-    sources = [f"127.0.0.{10 + number}" for number in range(8)]
+@contextlib.contextmanager
+def guessing(
+    server: Server, sources: list[str], *, suspects: bool = False
+) -> Iterator[list[WireClient]]:
+    """One connection per source, each with a guess at alice's password sent, unanswered.
+
+    ``suspects``: each address fails a cheap login first, so it has a recent failure.
+    """
     attackers = [WireClient(server.smtp_address, timeout=60, source=s) for s in sources]
     try:
-        with WireClient(server.smtp_address, timeout=60, source=OBSERVER) as observer:
-            for attacker in attackers:
-                attacker.ehlo()
-            observer.ehlo()
-            for number, attacker in enumerate(attackers):
-                attacker.send_line(f"AUTH PLAIN {plain('alice', f'guess-{number}')}")
-            # Every check has been asked for; let the first ones start. Another
-            # client is served meanwhile, before any check is answered.
-            time.sleep(0.2)
-            assert observer.command("NOOP").code == 250
-            assert not any(has_reply(attacker) for attacker in attackers)
-            assert attackers[0].reply().code == 535  # the checks do run
+        for attacker in attackers:
+            attacker.ehlo()
+            if suspects:
+                assert attacker.command(f"AUTH PLAIN {plain('mallory', 'x')}").code == 535
+        for number, attacker in enumerate(attackers):
+            attacker.send_line(f"AUTH PLAIN {plain('alice', f'guess-{number}')}")
+        time.sleep(0.2)  # let the first checks start
+        yield attackers
+        assert attackers[0].reply().code == 535  # the checks do run
     finally:
         for attacker in attackers:
             attacker.close()
+
+
+EIGHT_ADDRESSES = [f"127.0.0.{10 + number}" for number in range(8)]
+
+
+def test_bcrypt_checks_never_block_the_event_loop(make_server: MakeServer, slow_htpasswd: Path):
+    server = make_server(smtp_auth_file=slow_htpasswd, auth_failure_delay=0)
+    with WireClient(server.smtp_address, timeout=60, source=OBSERVER) as observer:
+        observer.ehlo()
+        with guessing(server, EIGHT_ADDRESSES) as attackers:
+            # Another client is served before any of the eight checks is answered.
+            assert observer.command("NOOP").code == 250
+            assert not any(has_reply(attacker) for attacker in attackers)
 
 
 def test_the_right_password_from_another_address_does_not_queue_behind_an_attack(
     make_server: MakeServer, slow_htpasswd: Path
 ):
     server = make_server(smtp_auth_file=slow_htpasswd, auth_failure_delay=0)
-    attackers = [WireClient(server.smtp_address, timeout=60, source=ATTACKER) for _ in range(8)]
-    try:
-        with WireClient(server.smtp_address, timeout=60, source=INNOCENT) as alice:
-            for attacker in attackers:
-                attacker.ehlo()
-            alice.ehlo()
-            for number, attacker in enumerate(attackers):
-                attacker.send_line(f"AUTH PLAIN {plain('alice', f'guess-{number}')}")
-            time.sleep(0.2)
+    with WireClient(server.smtp_address, timeout=60, source=INNOCENT) as alice:
+        alice.ehlo()
+        with guessing(server, [ATTACKER] * 8) as attackers:
             assert alice.command("NOOP").code == 250
             assert not any(has_reply(attacker) for attacker in attackers)
             # One attacking address gets one check at a time: alice's runs beside it.
             assert alice.command(f"AUTH PLAIN {plain('alice', 'right')}").code == 235
             assert sum(has_reply(attacker) for attacker in attackers) < 8
-            assert attackers[0].reply().code == 535
-    finally:
-        for attacker in attackers:
-            attacker.close()
 
 
 def test_the_right_password_goes_before_guesses_from_many_addresses(
     make_server: MakeServer, slow_htpasswd: Path
 ):
     server = make_server(smtp_auth_file=slow_htpasswd, auth_failure_delay=0)
-    sources = [f"127.0.0.{10 + number}" for number in range(8)]
-    attackers = [WireClient(server.smtp_address, timeout=60, source=s) for s in sources]
-    try:
-        with WireClient(server.smtp_address, timeout=60, source=INNOCENT) as alice:
-            alice.ehlo()
-            for attacker in attackers:
-                attacker.ehlo()
-                # A first cheap failure: from now on this address is a suspect.
-                assert attacker.command(f"AUTH PLAIN {plain('mallory', 'x')}").code == 535
-            for number, attacker in enumerate(attackers):
-                attacker.send_line(f"AUTH PLAIN {plain('alice', f'guess-{number}')}")
-            time.sleep(0.2)
+    with WireClient(server.smtp_address, timeout=60, source=INNOCENT) as alice:
+        alice.ehlo()
+        with guessing(server, EIGHT_ADDRESSES, suspects=True) as attackers:
             # Two workers, eight guesses waiting: alice's check takes the next free one.
             assert alice.command(f"AUTH PLAIN {plain('alice', 'right')}").code == 235
             assert sum(has_reply(attacker) for attacker in attackers) < 8
-            assert attackers[0].reply().code == 535
-    finally:
-        for attacker in attackers:
-            attacker.close()
 
 
 # -- POP3 ---------------------------------------------------------------------------

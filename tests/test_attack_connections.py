@@ -53,7 +53,7 @@ def test_one_address_cannot_take_every_smtp_slot_by_default(
                 b"421 4.7.0 Too many connections from your address\r\n"
             )
         send_from(server, OTHER)
-    assert "refusing an SMTP connection from 127.0.0.2: it has 20 open" in caplog.text
+    assert "refusing a connection to SMTP from 127.0.0.2: it has 20 open" in caplog.text
     send_from(server, GREEDY)  # the slots are given back
     assert server.store.count() == 2
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from mailtrap import throttle
-from mailtrap.throttle import AuthThrottle, ConnectionCounter, client_key
+from mailtrap.throttle import AuthThrottle, ConnectionLimits, Refusal, client_key
 
 
 class FakeClock:
@@ -127,15 +127,25 @@ def test_memory_is_bounded_whatever_the_number_of_addresses(
     assert guard.failures == 1000
 
 
-def test_the_connection_counter_caps_each_address_and_frees_on_leave():
-    counter = ConnectionCounter(2)
-    assert counter.admit("192.0.2.1") and counter.admit("192.0.2.1")
-    assert not counter.admit("192.0.2.1")
-    assert counter.admit("192.0.2.2")
-    assert counter.admit("2001:db8::1") and counter.admit("2001:db8::2")
-    assert not counter.admit("2001:db8::3")  # one /64
-    counter.leave("192.0.2.1")
-    assert counter.admit("192.0.2.1")
+def test_connection_limits_cap_each_address_and_the_total_and_free_on_leave():
+    limits = ConnectionLimits("SMTP", total=5, per_client=2)
+    assert limits.admit("192.0.2.1") is limits.admit("192.0.2.1") is None
+    assert limits.admit("192.0.2.1") is Refusal.CLIENT_FULL
+    assert limits.admit("192.0.2.2") is None
+    assert limits.admit("2001:db8::1") is limits.admit("2001:db8::2") is None
+    assert limits.admit("2001:db8::3") is Refusal.FULL  # five open
+    limits.leave("192.0.2.2")
+    assert limits.admit("2001:db8::3") is Refusal.CLIENT_FULL  # one /64
+    limits.leave("192.0.2.1")
+    assert limits.admit("192.0.2.1") is None
+
+
+def test_a_locked_out_address_gets_no_connection(clock: FakeClock):
+    guard = make(clock, failure_limit=1)
+    limits = ConnectionLimits("POP3", total=5, throttle=guard)
+    guard.failed("192.0.2.1")
+    assert limits.admit("192.0.2.1") is Refusal.LOCKED_OUT
+    assert limits.admit("192.0.2.2") is None
 
 
 def test_recent_failures_tell_a_suspect_from_a_client_in_good_standing(clock: FakeClock):
