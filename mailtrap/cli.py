@@ -146,10 +146,40 @@ def main() -> None:
     help="Simultaneous SMTP connections; more get 421.",
 )
 @option(
+    "--smtp-max-connections-per-ip",
+    type=click.IntRange(min=1),
+    default=20,
+    help="Simultaneous SMTP connections from one address (IPv6: one /64); more get 421.",
+)
+@option(
     "--smtp-idle-timeout",
     type=DURATION,
     default="5m",
-    help="Close SMTP connections idle this long (421).",
+    help="Close SMTP connections idle this long (421); junk commands do not count.",
+)
+@option(
+    "--smtp-junk-command-limit",
+    type=click.IntRange(min=1),
+    default=100,
+    help="NOOP/RSET/HELP/VRFY/EXPN or refused commands in a row before an SMTP 421.",
+)
+@option(
+    "--auth-failure-limit",
+    type=click.IntRange(min=1),
+    default=10,
+    help="Failed logins (SMTP, POP3, web) from one address before it is locked out.",
+)
+@option(
+    "--auth-lockout",
+    type=DURATION,
+    default="10m",
+    help="How long a locked-out address is refused (SMTP 454/421, POP3 -ERR, HTTP 429).",
+)
+@option(
+    "--auth-failure-delay",
+    type=DURATION,
+    default="1s",
+    help="Delay before answering a failed login, after the first two; doubles up to 8 times this.",
 )
 @option("--hostname", default="mailtrap", help="Name the server gives itself in SMTP greetings.")
 @option(
@@ -175,6 +205,12 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=100,
     help="Simultaneous POP3 connections; more get -ERR and are closed.",
+)
+@option(
+    "--pop3-max-connections-per-ip",
+    type=click.IntRange(min=1),
+    default=20,
+    help="Simultaneous POP3 connections from one address (IPv6: one /64); more get -ERR.",
 )
 @option(
     "--pop3-idle-timeout",

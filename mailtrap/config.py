@@ -81,12 +81,18 @@ class Config:
     smtp_auth_file: Path | None = None
     smtp_max_recipients: int = 100
     smtp_max_connections: int = 100
+    smtp_max_connections_per_ip: int = 20  # IPv6: per /64
     smtp_idle_timeout: float = 300.0
+    smtp_junk_command_limit: int = 100  # Postfix's smtpd_junk_command_limit
     pop3: Address | None = Address("127.0.0.1", 1110)  # None: no POP3
     pop3s: Address | None = None  # POP3 over implicit TLS; needs a certificate
     pop3_auth_file: Path | None = None
     pop3_max_connections: int = 100
+    pop3_max_connections_per_ip: int = 20
     pop3_idle_timeout: float = 600.0  # RFC 1939 asks for at least 10 minutes
+    auth_failure_limit: int = 10  # failed logins from one address before a lockout
+    auth_lockout: float = 600.0
+    auth_failure_delay: float = 1.0  # the first delay; it doubles with each failure
     hostname: str = "mailtrap"
     webroot: str = "/"
     ui_auth_file: Path | None = None
@@ -130,6 +136,14 @@ class Config:
             )
         if self.pop3_max_connections < 1:
             raise ConfigError("--pop3-max-connections must be at least 1")
+        if min(self.smtp_max_connections_per_ip, self.pop3_max_connections_per_ip) < 1:
+            raise ConfigError("per-address connection limits must be at least 1")
+        if self.smtp_junk_command_limit < 1:
+            raise ConfigError("--smtp-junk-command-limit must be at least 1")
+        if self.auth_failure_limit < 1:
+            raise ConfigError("--auth-failure-limit must be at least 1")
+        if self.auth_lockout <= 0 or self.auth_failure_delay < 0:
+            raise ConfigError("--auth-lockout must be positive, --auth-failure-delay not negative")
         if self.pop3_idle_timeout <= 0:
             raise ConfigError("--pop3-idle-timeout must be positive")
         if self.http_header_timeout <= 0 or self.http_body_timeout <= 0:

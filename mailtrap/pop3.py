@@ -21,6 +21,7 @@ from typing import ClassVar
 from mailtrap.maildrop import Entry
 
 MAX_LINE = 1024  # octets in a command line, line end included: room for AUTH PLAIN's base64
+LOCKED_OUT = "[AUTH] too many failed logins from your address, try again later"
 MAX_ARGUMENT = 255  # characters in one argument: a long e-mail address fits
 _NUMBER = re.compile(r"[0-9]{1,9}")
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
@@ -118,6 +119,13 @@ class _Refused(Exception):
     """A command cannot be carried out; its text goes into the ``-ERR`` reply."""
 
 
+def makes_progress(line: bytes, actions: Sequence[Action]) -> bool:
+    """Whether a command puts off the idle timeout: neither a NOOP nor refused."""
+    if line.strip().upper() == b"NOOP":
+        return False
+    return not (actions and isinstance(actions[0], Reply) and actions[0].data.startswith(b"-ERR"))
+
+
 # -- the session ----------------------------------------------------------------------
 
 
@@ -191,6 +199,11 @@ class Pop3Session:
     def login_refused(self) -> list[Action]:
         self._checking = None
         return [error("[AUTH] invalid user name or password")]
+
+    def login_locked_out(self) -> list[Action]:
+        """Too many failed logins from the client's address: nothing was checked."""
+        self._checking = None
+        return [error(LOCKED_OUT), Close()]
 
     def login_unavailable(self) -> list[Action]:
         self._checking = None

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from mailtrap import __version__
-from mailtrap.auth import Credentials
+from mailtrap.auth import Credentials, LoginGate, Outcome
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.maildrop import (
     Entry,
@@ -29,6 +29,7 @@ from mailtrap.maildrop import (
     snapshot,
 )
 from mailtrap.pop3 import (
+    LOCKED_OUT,
     MAX_LINE,
     Action,
     CheckLogin,
@@ -38,9 +39,12 @@ from mailtrap.pop3 import (
     Reply,
     SendMessage,
     StartTLS,
+    error,
+    makes_progress,
 )
 from mailtrap.pop3_wire import MessageEncoder
 from mailtrap.store import Store
+from mailtrap.throttle import ConnectionLimits, Refusal, peer_host
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,11 @@ MAX_BUFFERED = 64 * 1024  # pipelined input held before reading pauses
 WRITE_BUFFER = 256 * 1024  # output queued before a streaming RETR waits for the client
 TLS_HANDSHAKE_TIMEOUT = 30.0
 READ_MARK_DELAY = 0.05  # seconds that RETR's read marks gather before one store write
-REPLY_TOO_MANY = b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
+REFUSALS = {
+    Refusal.LOCKED_OUT: error(LOCKED_OUT).data,
+    Refusal.FULL: b"-ERR [SYS/TEMP] too many connections, try again later\r\n",
+    Refusal.CLIENT_FULL: b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+}
 REPLY_IDLE = b"-ERR disconnected for inactivity\r\n"
 REPLY_SHUTDOWN = b"-ERR [SYS/TEMP] server shutting down\r\n"
 REPLY_INTERNAL = b"-ERR [SYS/TEMP] internal error, try again later\r\n"
@@ -124,34 +132,45 @@ class Pop3Service:
         store: Store,
         *,
         credentials: Credentials | None,
+        gate: LoginGate,
         tls_context: ssl.SSLContext | None,
         idle_timeout: float,
         max_connections: int,
+        max_connections_per_client: int | None = None,
     ):
         self.store = store
         self.credentials = credentials
+        self.gate = gate
         self.tls_context = tls_context
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: set[Pop3Connection] = set()
+        self._limits = ConnectionLimits(
+            "POP3",
+            total=max_connections,
+            per_client=max_connections_per_client,
+            throttle=gate.throttle,
+        )
         self._sizes = SizeCache()
         self.read_marks = ReadMarks(store)
-        # Logins run here: a bcrypt check takes a quarter of a second and the
-        # first snapshot of a big maildrop reads every message once.
+        # Snapshots run here: the first one of a big maildrop reads every message once.
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailtrap-pop3")
 
     def factory(self, *, implicit_tls: bool) -> Callable[[], Pop3Connection]:
         """A protocol factory for ``loop.create_server`` (``implicit_tls``: POP3S)."""
         return lambda: Pop3Connection(self, implicit_tls=implicit_tls)
 
-    def admit(self, connection: Pop3Connection) -> bool:
-        if len(self.connections) >= self.max_connections:
-            return False
-        self.connections.add(connection)
-        return True
+    def admit(self, connection: Pop3Connection, host: str) -> Refusal | None:
+        """Count a new connection from ``host``, or say why it is refused."""
+        refusal = self._limits.admit(host)
+        if refusal is None:
+            self.connections.add(connection)
+        return refusal
 
-    def leave(self, connection: Pop3Connection) -> None:
-        self.connections.discard(connection)
+    def leave(self, connection: Pop3Connection, host: str) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self._limits.leave(host)
 
     async def in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -160,9 +179,6 @@ class Pop3Service:
         """The maildrop of ``recipient``; runs in a worker thread with its own connection."""
         with contextlib.closing(open_connection(self.store.path)) as conn:
             return snapshot(conn, recipient, self._sizes)
-
-    def check_password(self, user: str, password: str) -> bool:
-        return self.credentials is None or self.credentials.check(user, password)
 
     async def close(self) -> None:
         """Close every connection (nothing is deleted) and wait for them to end."""
@@ -185,6 +201,7 @@ class Pop3Connection(asyncio.Protocol):
             implementation=f"Mailtrap {__version__}",
         )
         self._transport: asyncio.Transport | None = None
+        self._client_host = ""
         self._buffer = bytearray()
         self._skipping = False  # dropping the rest of an over-long line
         self._reading_paused = False
@@ -200,9 +217,11 @@ class Pop3Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        if not self._service.admit(self):
+        self._client_host = peer_host(transport.get_extra_info("peername"))
+        refusal = self._service.admit(self, self._client_host)
+        if refusal is not None:
             self._closed = True
-            transport.write(REPLY_TOO_MANY)
+            transport.write(REFUSALS[refusal])
             transport.close()
             return
         transport.set_write_buffer_limits(high=WRITE_BUFFER)
@@ -226,7 +245,7 @@ class Pop3Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._service.leave(self)
+        self._service.leave(self, self._client_host)
         self._input.set()
         self._writable.set()
 
@@ -257,11 +276,15 @@ class Pop3Connection(asyncio.Protocol):
     # -- the session --------------------------------------------------------------
 
     async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             self._write(self.session.greeting().data)
+            # Idle time runs from the last command that made progress: a NOOP
+            # loop or a stream of bad commands does not hold a slot.
+            deadline = loop.time() + self._service.idle_timeout
             while True:
                 try:
-                    async with asyncio.timeout(self._service.idle_timeout):
+                    async with asyncio.timeout_at(deadline):
                         line = await self._readline()
                 except TimeoutError:
                     self._write(REPLY_IDLE)
@@ -274,6 +297,8 @@ class Pop3Connection(asyncio.Protocol):
                     actions = self.session.receive(line)
                 if not await self._perform(actions):
                     break
+                if not isinstance(line, _LineTooLong) and makes_progress(line, actions):
+                    deadline = loop.time() + self._service.idle_timeout
         except OSError:
             pass  # the client went away, stopped reading or failed TLS: nothing more to say
         except Exception:
@@ -281,7 +306,7 @@ class Pop3Connection(asyncio.Protocol):
             with contextlib.suppress(ConnectionError):
                 self._write(REPLY_INTERNAL)
         finally:
-            self._service.leave(self)
+            self._service.leave(self, self._client_host)
             if self._db is not None:
                 self._db.close()
             if self._transport is not None:
@@ -310,8 +335,14 @@ class Pop3Connection(asyncio.Protocol):
 
     async def _check_login(self, login: CheckLogin) -> list[Action]:
         service = self._service
-        if not await service.in_thread(service.check_password, login.user, login.password):
-            return self.session.login_refused()
+        if service.credentials is not None:
+            outcome = await service.gate.check(
+                service.credentials, self._client_host, login.user, login.password
+            )
+            if outcome is Outcome.LOCKED_OUT:
+                return self.session.login_locked_out()
+            if outcome is Outcome.REFUSED:
+                return self.session.login_refused()
         try:
             messages = await service.in_thread(service.snapshot, login.recipient)
         except (sqlite3.Error, StorageError):

@@ -9,12 +9,13 @@ import ssl
 import threading
 from typing import TYPE_CHECKING, Any
 
-from mailtrap.auth import Credentials
+from mailtrap.auth import Credentials, LoginGate
 from mailtrap.config import Address, Config
 from mailtrap.errors import ListenError
 from mailtrap.pop3_server import Pop3Service
 from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
 from mailtrap.store import Store
+from mailtrap.throttle import AuthThrottle
 from mailtrap.tls import self_signed_context, server_context
 
 if TYPE_CHECKING:
@@ -46,7 +47,18 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._smtp: asyncio.AbstractServer | None = None
-        self._tracker = SessionTracker(self.config.smtp_max_connections)
+        # One per server: a client locked out of one listener is locked out of all.
+        self.auth_throttle = AuthThrottle(
+            failure_limit=self.config.auth_failure_limit,
+            lockout=self.config.auth_lockout,
+            failure_delay=self.config.auth_failure_delay,
+        )
+        self.login_gate: LoginGate | None = None
+        self._tracker = SessionTracker(
+            self.config.smtp_max_connections,
+            max_per_client=self.config.smtp_max_connections_per_ip,
+            throttle=self.auth_throttle,
+        )
         self._pop3: asyncio.Server | None = None
         self._pop3s: asyncio.Server | None = None
         self._pop3_service: Pop3Service | None = None
@@ -60,6 +72,7 @@ class Server:
         config.validate()
         credentials = Credentials(config.smtp_auth_file) if config.smtp_auth_file else None
         tls_context = self._tls_context()
+        self.login_gate = LoginGate(self.auth_throttle)
         self.store.open()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -67,7 +80,10 @@ class Server:
         )
         self._thread.start()
         handler = CaptureHandler(
-            self.store, max_recipients=config.smtp_max_recipients, credentials=credentials
+            self.store,
+            max_recipients=config.smtp_max_recipients,
+            credentials=credentials,
+            gate=self.login_gate,
         )
         factory = smtp_factory(
             handler,
@@ -75,6 +91,7 @@ class Server:
             hostname=config.hostname,
             max_message_size=config.max_message_size,
             idle_timeout=config.smtp_idle_timeout,
+            junk_command_limit=config.smtp_junk_command_limit,
             tls_context=tls_context,
             require_tls=config.smtp_require_tls,
         )
@@ -103,13 +120,15 @@ class Server:
         config = self.config
         if config.pop3 is None and config.pop3s is None:
             return
-        assert self._loop is not None
+        assert self._loop is not None and self.login_gate is not None
         self._pop3_service = service = Pop3Service(
             self.store,
             credentials=Credentials(config.pop3_auth_file) if config.pop3_auth_file else None,
+            gate=self.login_gate,
             tls_context=tls_context,
             idle_timeout=config.pop3_idle_timeout,
             max_connections=config.pop3_max_connections,
+            max_connections_per_client=config.pop3_max_connections_per_ip,
         )
         for name, address, implicit_tls in (
             ("POP3", config.pop3, False),
@@ -178,6 +197,9 @@ class Server:
             self._loop.close()
             self._loop = self._thread = self._smtp = None
             self._pop3 = self._pop3s = self._pop3_service = None
+        if self.login_gate is not None:
+            self.login_gate.close()
+            self.login_gate = None
         self.store.close()
 
     async def _shutdown(self, grace: float) -> None:

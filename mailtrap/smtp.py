@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
-from mailtrap.auth import Credentials
+from mailtrap.auth import Credentials, LoginGate, Outcome
 from mailtrap.errors import StorageError
 from mailtrap.spool import Spool, Unstuffer
 from mailtrap.store import IncomingMessage, Store
+from mailtrap.throttle import AuthThrottle, ConnectionLimits, Refusal, peer_host
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,18 @@ READ_BUFFER = 64 * 1024  # StreamReader limit: how much DATA one read may return
 REPLY_STORAGE_FAILED = "451 4.3.0 Temporary storage failure, try again later"
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 REPLY_BARE_CR_LF = "501 5.5.2 CR and LF are not allowed in a command"
+REPLY_LOCKED_OUT = "454 4.7.0 Too many failed logins from your address, try again later"
+REFUSALS = {
+    Refusal.LOCKED_OUT: b"421 4.7.0 Too many failed logins from your address\r\n",
+    Refusal.FULL: b"421 4.7.0 Too many connections, try again later\r\n",
+    Refusal.CLIENT_FULL: b"421 4.7.0 Too many connections from your address\r\n",
+}
+REPLY_JUNK = "421 4.7.0 Too many commands without progress, closing connection"
+REPLY_AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
+
+AUTH_LINE_LIMIT = 12288  # octets in one line of the AUTH exchange (RFC 4954 4)
+# Commands that change nothing: they do not hold a connection open (Postfix's junk commands).
+JUNK_COMMANDS = frozenset({"NOOP", "RSET", "HELP", "VRFY", "EXPN"})
 
 
 class DataTooLarge(Exception):
@@ -82,6 +97,10 @@ _PLAIN_ANGLE_ADDRESS = re.compile(
 )
 
 
+class AuthLineTooLong(Exception):
+    """A line of the AUTH exchange went over :data:`AUTH_LINE_LIMIT`; it was read and dropped."""
+
+
 class _CRLFLineReader(asyncio.StreamReader):
     """A StreamReader whose lines end at CRLF only (RFC 5321 2.3.8).
 
@@ -91,6 +110,34 @@ class _CRLFLineReader(asyncio.StreamReader):
 
     async def readuntil(self, separator: bytes = b"\r\n") -> bytes:
         return await super().readuntil(separator)
+
+    async def readline(self) -> bytes:
+        """A client line of the AUTH exchange: aiosmtpd reads those, and only those, here.
+
+        An over-long one is read to its end and dropped, and raises
+        :class:`AuthLineTooLong` (``CaptureHandler.handle_exception`` answers it).
+        """
+        try:
+            line = await self.readuntil()
+        except asyncio.IncompleteReadError as error:
+            raise ConnectionResetError("connection closed during AUTH") from error
+        except asyncio.LimitOverrunError as overrun:
+            await self.readexactly(overrun.consumed)
+            await self._skip_line()
+            raise AuthLineTooLong() from None
+        if len(line) > AUTH_LINE_LIMIT:
+            raise AuthLineTooLong()
+        return line
+
+    async def _skip_line(self) -> None:
+        while True:
+            try:
+                await self.readuntil()
+                return
+            except asyncio.LimitOverrunError as overrun:
+                await self.readexactly(overrun.consumed)
+            except asyncio.IncompleteReadError as error:
+                raise ConnectionResetError("connection closed during AUTH") from error
 
 
 _Command = Callable[[Any, Any], Awaitable[None]]
@@ -114,23 +161,34 @@ def _refusing_cr_lf(command: _Command) -> _Command:
 
 
 class SessionTracker:
-    """The live SMTP sessions: the connection cap, and open transactions for a clean stop."""
+    """The live SMTP sessions: the connection caps, and open transactions for a clean stop."""
 
-    def __init__(self, max_connections: int):
-        self.max_connections = max_connections
+    def __init__(
+        self,
+        max_connections: int,
+        *,
+        max_per_client: int | None = None,
+        throttle: AuthThrottle | None = None,
+    ):
         self.sessions: set[MailtrapSMTP] = set()
+        self._limits = ConnectionLimits(
+            "SMTP", total=max_connections, per_client=max_per_client, throttle=throttle
+        )
         self._transactions = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def admit(self, session: MailtrapSMTP) -> bool:
-        if len(self.sessions) >= self.max_connections:
-            return False
-        self.sessions.add(session)
-        return True
+    def admit(self, session: MailtrapSMTP, host: str) -> Refusal | None:
+        """Count a new session from ``host``, or say why it is refused."""
+        refusal = self._limits.admit(host)
+        if refusal is None:
+            self.sessions.add(session)
+        return refusal
 
-    def leave(self, session: MailtrapSMTP) -> None:
-        self.sessions.discard(session)
+    def leave(self, session: MailtrapSMTP, host: str) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self._limits.leave(host)
 
     def begin_transaction(self) -> None:
         self._transactions += 1
@@ -154,28 +212,59 @@ class SessionTracker:
             session.close_with(reply)
 
 
+@dataclass(frozen=True)
+class _Unchecked:
+    """Credentials aiosmtpd has decoded, for :meth:`MailtrapSMTP._verify` to check."""
+
+    login_password: LoginPassword
+
+
 class MailtrapSMTP(SMTP):
-    """aiosmtpd's SMTP session with bulk DATA, a connection cap and an idle 421."""
+    """aiosmtpd's SMTP session with bulk DATA, connection caps, credential checks off
+    the event loop, and an idle 421 that only commands making progress put off."""
 
     line_length_limit = READ_BUFFER
 
-    def __init__(self, handler: CaptureHandler, *, tracker: SessionTracker, **kwargs: Any):
+    def __init__(
+        self,
+        handler: CaptureHandler,
+        *,
+        tracker: SessionTracker,
+        junk_command_limit: int,
+        **kwargs: Any,
+    ):
         super().__init__(handler, **kwargs)
         self._tracker = tracker
+        self._client_host = ""
         self._refused = False
         self._in_data = False
+        self._junk_limit = junk_command_limit
+        self._junk = 0  # commands in a row that made no progress
+        self._progress_at = self.loop.time()
+        self._last_code = ""
+        # aiosmtpd keeps these limits in one dict shared by every session, and
+        # grows MAIL's at each EHLO; AUTH lines are bounded by AUTH_LINE_LIMIT.
+        self.command_size_limits = collections.defaultdict(
+            lambda: self.command_size_limit, {"AUTH": READ_BUFFER}
+        )
+        self._smtp_methods = {
+            name: self._watched(name, method) for name, method in self._smtp_methods.items()
+        }
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # self.transport is set on the STARTTLS switch, which is no new connection.
-        if self.transport is None and not self._tracker.admit(self):
-            self._refused = True
-            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
-            transport.close()
-            return
+        if self.transport is None:
+            self._client_host = peer_host(transport.get_extra_info("peername"))
+            refusal = self._tracker.admit(self, self._client_host)
+            if refusal is not None:
+                self._refused = True
+                transport.write(REFUSALS[refusal])  # type: ignore[attr-defined]
+                transport.close()
+                return
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self._tracker.leave(self)
+        self._tracker.leave(self, self._client_host)
         if not self._refused:
             super().connection_lost(error)
 
@@ -194,8 +283,78 @@ class MailtrapSMTP(SMTP):
         if self._in_data:
             # The DATA timeout runs between blocks of data, not over the whole
             # message (RFC 5321 4.5.3.2.6): a slow but steady sender is not idle.
+            self._progress_at = self.loop.time()
             self._reset_timeout()
         super().data_received(data)
+
+    async def push(self, status: str | bytes) -> None:
+        self._last_code = status[:3] if isinstance(status, str) else status[:3].decode("latin-1")
+        await super().push(status)
+
+    def _watched(self, command: str, method: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Wrap an ``smtp_*`` method so that only progress puts off the idle timeout.
+
+        aiosmtpd restarts the idle timer before every known command; a NOOP
+        loop would hold a connection forever. Junk (NOOP, RSET, HELP, VRFY,
+        EXPN), refused commands and repeated greetings keep the time of the
+        last progress, and ``junk_command_limit`` of them in a row end the session.
+        """
+
+        @functools.wraps(method)
+        async def watched(arg: str | None) -> Any:
+            self._restart_idle_timer()
+            greeted = self.session is not None and self.session.host_name is not None
+            result = await method(arg)
+            if self._made_progress(command, greeted):
+                self._progress_at = self.loop.time()
+                self._junk = 0
+            else:
+                self._junk += 1
+                if self._junk >= self._junk_limit and self.transport is not None:
+                    log.warning(
+                        "closing the SMTP session of %s after %d commands without progress",
+                        self._client_host,
+                        self._junk,
+                    )
+                    await self.push(REPLY_JUNK)
+                    self.transport.close()
+                    return result
+            if self.transport is not None:
+                self._restart_idle_timer()
+            return result
+
+        return watched
+
+    def _made_progress(self, command: str, greeted: bool) -> bool:
+        if command in JUNK_COMMANDS or self._last_code[:1] not in ("2", "3"):
+            return False
+        return not (command in ("HELO", "EHLO") and greeted)
+
+    def _restart_idle_timer(self) -> None:
+        """The idle timer, running from the last command that made progress."""
+        left = self._progress_at + self._timeout_duration - self.loop.time()
+        self._reset_timeout(max(left, 0.001))  # aiosmtpd takes 0 for "the full timeout"
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        # aiosmtpd's auth_PLAIN and auth_LOGIN call this synchronously with what
+        # they decoded; the check itself is awaited in _verify, off the event loop.
+        return AuthResult(success=False, handled=False, auth_data=_Unchecked(auth_data))
+
+    async def _verify(self, result: AuthResult) -> AuthResult:
+        if not isinstance(result.auth_data, _Unchecked):
+            return result  # refused while decoding: the reply is sent
+        handler: CaptureHandler = self.event_handler
+        return await handler.authenticate(self._client_host, result.auth_data.login_password)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) > 1 and len(args[1]) > AUTH_LINE_LIMIT:
+            raise AuthLineTooLong()
+        return await self._verify(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) > 1 and len(args[1]) > AUTH_LINE_LIMIT:
+            raise AuthLineTooLong()
+        return await self._verify(await super().auth_LOGIN(_, args))
 
     def _cb_client_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -263,10 +422,20 @@ class MailtrapSMTP(SMTP):
 class CaptureHandler:
     """aiosmtpd handler hooks: envelope checks, then hand the message to the store."""
 
-    def __init__(self, store: Store, *, max_recipients: int, credentials: Credentials | None):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_recipients: int,
+        credentials: Credentials | None,
+        gate: LoginGate | None = None,
+    ):
+        if credentials is not None and gate is None:
+            raise ValueError("credentials need a LoginGate to be checked through")
         self.store = store
         self.max_recipients = max_recipients
         self.credentials = credentials
+        self.gate = gate
 
     async def handle_EHLO(
         self,
@@ -330,27 +499,25 @@ class CaptureHandler:
         return f"250 2.0.0 Ok: queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, AuthLineTooLong):
+            return REPLY_AUTH_LINE_TOO_LONG  # the session goes on
         # Whatever went wrong, the client learns nothing of our internals.
         log.exception("SMTP session error")
         return "451 4.3.0 Internal error, try again later"
 
-    def authenticate(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        mechanism: str,
-        auth_data: Any,
-    ) -> AuthResult:
+    async def authenticate(self, client_host: str, auth_data: LoginPassword) -> AuthResult:
         """Accept any credentials, unless an htpasswd file makes them real."""
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        if self.credentials is not None:
-            user = auth_data.login.decode("utf-8", "replace")
-            password = auth_data.password.decode("utf-8", "replace")
-            if not self.credentials.check(user, password):
-                return AuthResult(success=False, handled=False)
-        return AuthResult(success=True, auth_data=auth_data)
+        if self.credentials is None:
+            return AuthResult(success=True, auth_data=auth_data)
+        assert self.gate is not None
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        outcome = await self.gate.check(self.credentials, client_host, user, password)
+        if outcome is Outcome.ACCEPTED:
+            return AuthResult(success=True, auth_data=auth_data)
+        if outcome is Outcome.LOCKED_OUT:
+            return AuthResult(success=False, handled=False, message=REPLY_LOCKED_OUT)
+        return AuthResult(success=False, handled=False)  # aiosmtpd answers 535
 
 
 def smtp_factory(
@@ -360,6 +527,7 @@ def smtp_factory(
     hostname: str,
     max_message_size: int,
     idle_timeout: float,
+    junk_command_limit: int,
     tls_context: ssl.SSLContext | None,
     require_tls: bool,
 ) -> Any:
@@ -369,6 +537,7 @@ def smtp_factory(
         return MailtrapSMTP(
             handler,
             tracker=tracker,
+            junk_command_limit=junk_command_limit,
             hostname=hostname,
             ident="Mailtrap ESMTP",
             data_size_limit=max_message_size,
@@ -377,7 +546,6 @@ def smtp_factory(
             require_starttls=require_tls,
             timeout=idle_timeout,
             auth_require_tls=False,
-            authenticator=handler.authenticate,
         )
 
     return make

@@ -13,11 +13,16 @@ from mailtrap.config import Address
 
 
 class LineSocket:
-    """Sends bytes as given and reads CRLF-terminated lines; a context manager."""
+    """Sends bytes as given and reads CRLF-terminated lines; a context manager.
 
-    def __init__(self, address: Address, *, timeout: float):
+    ``source``: the local address to connect from (any of 127/8 plays another client).
+    """
+
+    def __init__(self, address: Address, *, timeout: float, source: str | None = None):
         self.sock: socket.socket = socket.create_connection(
-            (address.host, address.port), timeout=timeout
+            (address.host, address.port),
+            timeout=timeout,
+            source_address=(source, 0) if source else None,
         )
         self._buffer = b""
 

@@ -19,8 +19,15 @@ from mailtrap.config import Address
 class Pop3Wire(LineSocket):
     """A socket that sends raw bytes and reads POP3 replies; reads the greeting on connect."""
 
-    def __init__(self, address: Address, *, timeout: float = 10.0, read_greeting: bool = True):
-        super().__init__(address, timeout=timeout)
+    def __init__(
+        self,
+        address: Address,
+        *,
+        timeout: float = 10.0,
+        read_greeting: bool = True,
+        source: str | None = None,
+    ):
+        super().__init__(address, timeout=timeout, source=source)
         self.greeting = self.line() if read_greeting else b""
 
     def __enter__(self) -> Pop3Wire:

@@ -32,8 +32,15 @@ class Reply:
 class WireClient(LineSocket):
     """A socket that sends raw bytes and parses replies; reads the greeting on connect."""
 
-    def __init__(self, address: Address, *, timeout: float = 5.0, read_greeting: bool = True):
-        super().__init__(address, timeout=timeout)
+    def __init__(
+        self,
+        address: Address,
+        *,
+        timeout: float = 5.0,
+        read_greeting: bool = True,
+        source: str | None = None,
+    ):
+        super().__init__(address, timeout=timeout, source=source)
         self.greeting: Reply | None = self.reply() if read_greeting else None
 
     def __enter__(self) -> WireClient:

@@ -18,6 +18,7 @@ The rules are plain functions of header values; ``register`` wires them in.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
 
-from mailtrap.auth import Credentials
+from mailtrap.auth import Credentials, LoginGate, Outcome
 from mailtrap.config import Config
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -231,13 +232,25 @@ def register(app: Flask) -> None:
     def login() -> Response | None:
         if credentials is None or request.path in OPEN_PATHS:
             return None
+        # The server's one throttle: failures here count with SMTP's and POP3's.
+        gate: LoginGate = app.config["MAILTRAP_SERVER"].login_gate
+        host = request.remote_addr or ""
         auth = request.authorization
-        if (
-            auth
-            and auth.type == "basic"
-            and credentials.check(auth.username or "", auth.password or "")
-        ):
+        outcome = Outcome.REFUSED
+        if gate.throttle.retry_after(host):
+            outcome = Outcome.LOCKED_OUT
+        elif auth and auth.type == "basic":
+            user, password = auth.username or "", auth.password or ""
+            outcome = gate.check_in_thread(credentials, host, user, password)
+        if outcome is Outcome.ACCEPTED:
             return None
+        if outcome is Outcome.LOCKED_OUT:
+            retry_after = math.ceil(gate.throttle.retry_after(host))
+            return _error(
+                429,
+                f"too many failed logins from your address: try again in {retry_after} s",
+                **{"Retry-After": str(retry_after)},
+            )
         return _error(
             401, "authentication required", **{"WWW-Authenticate": 'Basic realm="Mailtrap"'}
         )
