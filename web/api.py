@@ -25,7 +25,7 @@ from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
 from mailtrap.message import find_part, headers_map, message_detail, summary
 from mailtrap.search import Search, SearchSyntaxError, parse
 from mailtrap.store import Page
-from mailtrap.web import views
+from mailtrap.web import security, views
 from mailtrap.web.downloads import attachment_headers
 from mailtrap.web.params import int_arg, json_body, seconds_arg, time_zone
 from mailtrap.writer import IncomingMessage
@@ -251,12 +251,12 @@ def delete_search() -> Any:
 
 @bp.get("/message/<message_id>")
 def get_message(message_id: str) -> Any:
-    """Mailpit's Message; like Mailpit, reading it marks it read."""
+    """Mailpit's Message; like Mailpit, reading it marks it read, unless a foreign page asked."""
     store = _store()
     message_id = _message_id(message_id)
     row = store.get(message_id)
     detail = message_detail(row, store.raw(message_id))
-    if not row["read"]:
+    if not row["read"] and not security.from_foreign_page():
         _committed(store.set_read([message_id], True))
     return jsonify(detail)
 
