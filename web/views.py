@@ -9,8 +9,8 @@ and ``data:`` URLs). Remote images load only with ``?remote=1``, which adds
 
 The policy's ``sandbox`` directive gives the page, even opened on its own in a
 tab, the sandbox the inbox's iframe has: an opaque origin, no script, no form,
-no navigation of the top window, and no ``<meta http-equiv=refresh>`` (Chromium
-and Firefox refuse automatic navigation in a sandbox without ``allow-scripts``).
+no navigation of the top window, and no ``<meta http-equiv=refresh>`` (the HTML
+standard's "sandboxed automatic features" flag, which Chromium enforces).
 Popups stay allowed, as in the iframe, so a link the reader clicks opens.
 """
 
