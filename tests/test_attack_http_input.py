@@ -16,6 +16,8 @@ import email.policy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.header import decode_header, make_header
+from email.utils import getaddresses
 from typing import Any
 from urllib.parse import quote
 
@@ -208,6 +210,7 @@ def test_send_refuses_header_text_that_is_not_plain_or_too_long(
     assert server.store.count() == 0
 
 
+CONTROLS = {chr(code) for code in [*range(0x20), 0x7F]} - {"\t"}
 HEADER_TEXT = st.text(
     st.one_of(
         st.characters(codec="utf-8"),
@@ -233,20 +236,37 @@ def test_composed_messages_have_exactly_the_headers_asked_for(
     try:
         composed = compose(request)
     except ComposeError:
+        # Refused only for what a header cannot carry.
+        assert CONTROLS.intersection(name + subject + value + filename)
         return
-    message = email.message_from_bytes(composed.raw, policy=email.policy.default)
+    # The compat32 parser, as mailtrap.mime reads headers: RFC 2047 decoding that
+    # ignores the folding between encoded words (policy.default keeps a space there).
+    message = email.message_from_bytes(composed.raw)
     names = {"From", "To", "Date", "Message-ID", "Content-Type", "MIME-Version"}
     names |= {"Subject"} if subject else set()
     names |= {"X-Value"} if value else set()
     assert set(message.keys()) == names
     assert composed.rcpt_tos == ["b@example.com"]
     assert all(line.startswith((b" ", b"\t")) or b":" in line for line in header_lines(composed))
-    assert message["To"].addresses[0].addr_spec == "b@example.com"
-    assert " ".join(message["To"].addresses[0].display_name.split()) == " ".join(name.split())
+    [(display_name, address)] = getaddresses(message.get_all("To"))
+    assert address == "b@example.com"
+    assert words(decoded(display_name)) == words(name)
     if subject:
-        assert " ".join(str(message["Subject"]).split()) == " ".join(subject.split())
-    attachments = list(message.iter_attachments())
-    assert len(attachments) == 1 and attachments[0].get_content() == b"x"
+        assert words(decoded(message["Subject"])) == words(subject)
+    if value:
+        assert words(decoded(message["X-Value"])) == words(value)
+    [attachment] = email.message_from_bytes(
+        composed.raw, policy=email.policy.default
+    ).iter_attachments()
+    assert attachment.get_content() == b"x"
+
+
+def decoded(header: str) -> str:
+    return str(make_header(decode_header(header)))
+
+
+def words(text: str) -> list[str]:
+    return text.split()
 
 
 def header_lines(composed: Any) -> list[bytes]:
