@@ -22,6 +22,7 @@ a syntax error there.
 ``has:attachment``
 ``before: after:``          received before or after a date: ``2024-04-01``,
                             ``2024/04/01``, ``04/01/2024``, ``"2024-04-01 13:30"``
+                            (years 1000 to 9998)
 ``larger: smaller:``        size in bytes, or with ``k``, ``m`` or ``g`` (powers of 1024)
 ==========================  ==============================================
 """
@@ -29,6 +30,7 @@ a syntax error there.
 from __future__ import annotations
 
 import datetime
+import decimal
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +41,8 @@ from mailtrap.errors import MailtrapError
 
 MAX_QUERY_LENGTH = 4096
 MAX_TERMS = 64
+MIN_YEAR, MAX_YEAR = 1000, 9998
+MAX_SIZE = 2**63 - 1  # SQLite's largest integer
 
 
 class SearchSyntaxError(MailtrapError, ValueError):
@@ -291,6 +295,11 @@ def _timestamp(value: str, timezone: datetime.tzinfo | None) -> float:
         raise SearchSyntaxError(
             f"invalid date {value!r}: expected YYYY-MM-DD or YYYY/MM/DD, optionally with a time"
         )
+    # Far enough from year 1 and 9999 that no zone offset leaves datetime's range.
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise SearchSyntaxError(
+            f"invalid date {value!r}: the year must be from {MIN_YEAR} to {MAX_YEAR}"
+        )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone) if timezone else moment.astimezone()
     return moment.timestamp()
@@ -304,4 +313,8 @@ def _size(value: str) -> int:
     match = _SIZE.fullmatch(value)
     if not match:
         raise SearchSyntaxError(f"invalid size {value!r}: expected a number with k, m or g")
-    return int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+    # Decimal, not float: exact, and no infinity for a long run of digits.
+    size = int(decimal.Decimal(match[1]) * _SIZE_UNITS[match[2].lower()])
+    if size > MAX_SIZE:
+        raise SearchSyntaxError(f"invalid size {value[:40]!r}: at most {MAX_SIZE} bytes (8 EiB)")
+    return size

@@ -9,12 +9,10 @@ takes ``wait=SECONDS`` and then answers as soon as a message matches.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import resource
 import time
-import zoneinfo
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -28,8 +26,9 @@ from mailtrap.message import find_part, headers_map, message_detail, summary
 from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse
 from mailtrap.store import Page
-from mailtrap.web import views
+from mailtrap.web import security, views
 from mailtrap.web.downloads import attachment_headers
+from mailtrap.web.params import int_arg, json_body, seconds_arg, time_zone
 
 if TYPE_CHECKING:
     from mailtrap.server import Server
@@ -45,7 +44,6 @@ MAX_START = 10_000_000
 MAX_WAIT = 300.0  # seconds a long-poll search may wait
 STOP_CHECK_INTERVAL = 1.0  # how soon a waiting search notices the server stopping
 WRITE_TIMEOUT = 30.0  # seconds to wait for the store to commit a write
-MAX_JSON_BODY = 8 * 1024 * 1024
 MAX_IDS = 100_000
 MAX_TAG_LENGTH = 100
 
@@ -90,21 +88,8 @@ def _mailtrap_error(error: MailtrapError) -> Any:
 # -- request parsing ---------------------------------------------------------
 
 
-def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
-    text = request.args.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        abort(400, f"{name} must be an integer, not {text!r}")
-    if not minimum <= value <= maximum:
-        abort(400, f"{name} must be between {minimum} and {maximum}")
-    return value
-
-
 def _start_limit() -> tuple[int, int]:
-    return _int_arg("start", 0, 0, MAX_START), _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    return int_arg("start", 0, 0, MAX_START), int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
 
 
 def _search(text: str | None = None, *, required: bool = True) -> Search:
@@ -114,27 +99,7 @@ def _search(text: str | None = None, *, required: bool = True) -> Search:
         if required:
             abort(400, "no search query")
         return Search()
-    zone = request.args.get("tz", "").strip()
-    try:
-        timezone = zoneinfo.ZoneInfo(zone) if zone else None
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        abort(400, f"unknown time zone {zone!r}")
-    return parse(query, timezone=timezone)
-
-
-def json_body(limit: int = MAX_JSON_BODY) -> Any:
-    """The request's JSON body, None if it has none; 400 if it is not JSON, 413 if too big."""
-    if request.content_length is not None and request.content_length > limit:
-        abort(413, f"the request body is larger than {limit} bytes")
-    data = request.stream.read(limit + 1)
-    if len(data) > limit:
-        abort(413, f"the request body is larger than {limit} bytes")
-    if not data.strip():
-        return None
-    try:
-        return json.loads(data)
-    except ValueError as error:
-        abort(400, f"invalid JSON body: {error}")
+    return parse(query, timezone=time_zone(request.args.get("tz", "")))
 
 
 def _json_object() -> dict[str, Any]:
@@ -230,7 +195,7 @@ def search_messages() -> Any:
     """Mailpit's search; with ``wait=SECONDS``, the answer waits for a first match."""
     query = _search()
     start, limit = _start_limit()
-    wait = _wait_seconds()
+    wait = seconds_arg("wait", MAX_WAIT)
     store = _store()
 
     def run() -> Page:
@@ -238,19 +203,6 @@ def search_messages() -> Any:
 
     page = _wait_for_match(run, wait) if wait else run()
     return jsonify(_messages_summary(page, start))
-
-
-def _wait_seconds() -> float:
-    text = request.args.get("wait", "").strip()
-    if not text:
-        return 0.0
-    try:
-        seconds = float(text)
-    except ValueError:
-        abort(400, f"wait must be a number of seconds, not {text!r}")
-    if not 0 <= seconds <= MAX_WAIT:  # also refuses nan and inf
-        abort(400, f"wait must be between 0 and {MAX_WAIT:g} seconds")
-    return seconds
 
 
 def _wait_for_match(run: Callable[[], Page], seconds: float) -> Page:
@@ -299,12 +251,12 @@ def delete_search() -> Any:
 
 @bp.get("/message/<message_id>")
 def get_message(message_id: str) -> Any:
-    """Mailpit's Message; like Mailpit, reading it marks it read."""
+    """Mailpit's Message; like Mailpit, reading it marks it read, unless a foreign page asked."""
     store = _store()
     message_id = _message_id(message_id)
     row = store.get(message_id)
     detail = message_detail(row, store.raw(message_id))
-    if not row["read"]:
+    if not row["read"] and not security.from_foreign_page():
         _committed(store.set_read([message_id], True))
     return jsonify(detail)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 
 from mailtrap.auth import Credentials, LoginGate, Outcome
 from mailtrap.config import Config
@@ -94,7 +94,10 @@ def is_same_origin(origin: str, host: str | None) -> bool:
     """
     if not host:
         return False
-    parts = urlsplit(origin.strip().lower())
+    try:
+        parts = urlsplit(origin.strip().lower())
+    except ValueError:  # "http://[" and the like: not an origin at all
+        return False
     if parts.scheme not in _DEFAULT_PORTS or not parts.netloc:
         return False  # "null" (sandboxed frames, file:) and anything odd
     default = _DEFAULT_PORTS[parts.scheme]
@@ -151,14 +154,36 @@ def cross_site_refusal(
     if not websocket and path.startswith("/api/") and _mimetype(headers) in FORM_TYPES:
         # What an HTML form (or a fetch without preflight) sends: the API takes JSON.
         return 415, "the API takes JSON: send Content-Type: application/json"
+    reason = foreign_page(headers, cors)
+    return (403, reason) if reason else None
+
+
+def foreign_page(headers: Any, cors: CorsPolicy) -> str | None:
+    """Why the request came from a page of another origin, or None if it did not.
+
+    A page ``--api-cors`` allows is not foreign. ``Sec-Fetch-Site`` is what the
+    browser says; ``Origin`` covers browsers without it. ``same-site`` (another
+    port of the same host: any local app) counts as foreign, as a different
+    port's ``Origin`` does.
+    """
     origin = headers.get("Origin")
     if origin is not None and cors.allows(origin):
         return None
-    if headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        return 403, "cross-site request refused"
+    if headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
+        return "cross-site request refused"
     if origin is not None and not is_same_origin(origin, headers.get("Host")):
-        return 403, f"cross-origin request from {origin} refused (see --api-cors)"
+        return f"cross-origin request from {origin[:200]} refused (see --api-cors)"
     return None
+
+
+def from_foreign_page() -> bool:
+    """Whether the current request came from a foreign page (see :func:`foreign_page`).
+
+    For the reads with a side effect (Mailpit's GET of a message marks it read):
+    a page elsewhere may still load them, as an ``<img>`` can, but changes nothing.
+    """
+    cors: CorsPolicy = current_app.extensions["mailtrap_cors"]
+    return foreign_page(request.headers, cors) is not None
 
 
 def _mimetype(headers: Any) -> str:
@@ -195,6 +220,7 @@ def register(app: Flask) -> None:
     config: Config = app.config["MAILTRAP_SERVER"].config
     check_host = _is_loopback_bind(config)
     cors = CorsPolicy.from_list(config.api_cors)
+    app.extensions["mailtrap_cors"] = cors
     credentials = Credentials(config.ui_auth_file) if config.ui_auth_file else None
 
     def foreign_host() -> Response | None:

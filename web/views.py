@@ -6,6 +6,12 @@ form, no frame and no connection: only inline styles, and images that are
 part of the message (``cid:`` references, rewritten to the API's part URLs,
 and ``data:`` URLs). Remote images load only with ``?remote=1``, which adds
 ``http:`` and ``https:`` to ``img-src``; the referrer is never sent.
+
+The policy's ``sandbox`` directive gives the page, even opened on its own in a
+tab, the sandbox the inbox's iframe has: an opaque origin, no script, no form,
+no navigation of the top window, and no ``<meta http-equiv=refresh>`` (the HTML
+standard's "sandboxed automatic features" flag, which Chromium enforces).
+Popups stay allowed, as in the iframe, so a link the reader clicks opens.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
 bp = Blueprint("views", __name__, url_prefix="/view")
 
 _POLICY = (
+    "sandbox allow-popups allow-popups-to-escape-sandbox; "
     "default-src 'none'; script-src 'none'; object-src 'none'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'self'; style-src 'unsafe-inline'; "
     "font-src data:; img-src 'self' data: cid:{remote}"
