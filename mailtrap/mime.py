@@ -148,6 +148,93 @@ def _leaf_parts(raw: bytes, message: Message, body: Span) -> Iterator[tuple[Mess
         stack.extend((child, child_body, depth + 1) for child, child_body in reversed(children))
 
 
+@dataclass(frozen=True)
+class PartInfo:
+    """Where one leaf part lies in the raw message, and what reading it needs to know."""
+
+    part_id: str  # Mailpit's PartID: "1", "2.1", ...; "0" for a message of one part
+    header: Span
+    body: Span
+    content_type: str
+    charset: str  # "" when none is declared
+    encoding: str  # Content-Transfer-Encoding, lower case; "" when none
+    disposition: str  # "attachment", "inline" or ""
+    filename: str  # decoded; "" when none
+    content_id: str  # without its angle brackets
+    attachment: bool  # the rule of the summary's attachment count
+
+
+def index_parts(raw: bytes) -> tuple[Span, list[PartInfo]]:
+    """The span of the top-level header block, and every leaf part, depth-first.
+
+    Numbered as Mailpit (enmime) numbers parts. Within the part and depth
+    limits; past them the rest is left out (no error), so reading never costs
+    more than the limits allow. Each part's headers are parsed only when the
+    walk reaches it.
+    """
+    root, root_body = _parse_part(raw, (0, len(raw)))
+    header = (0, root_body[0])
+    if _children(raw, root, root_body) is None:
+        return header, [_part_info("0", root, header, root_body)]
+    found: list[PartInfo] = []
+    # (PartID, span, depth, default type): children are parsed when popped, not when found.
+    stack: list[tuple[str, Span, int, str]] = [("", (0, len(raw)), 0, "text/plain")]
+    seen = 0
+    while stack:
+        part_id, span, depth, default_type = stack.pop()
+        seen += 1
+        if seen > MAX_MIME_PARTS:
+            break
+        part, body = (root, root_body) if not part_id else _parse_part(raw, span)
+        part.set_default_type(default_type)
+        children = _children(raw, part, body)
+        if children is None:
+            found.append(_part_info(part_id, part, (span[0], body[0]), body))
+            continue
+        if depth >= MAX_MIME_DEPTH:
+            continue
+        # As the standard parser does: a digest's parts are messages unless they say otherwise.
+        digest = part.get_content_type() == "multipart/digest"
+        child_type = "message/rfc822" if digest else "text/plain"
+        prefix = f"{part_id}." if part_id else ""
+        stack.extend(
+            (f"{prefix}{number}", child, depth + 1, child_type)
+            for number, child in reversed(list(enumerate(children, 1)))
+        )
+    return header, found
+
+
+def _children(raw: bytes, part: Message, body: Span) -> list[Span] | None:
+    """The spans of a multipart's parts; None for a leaf.
+
+    A multipart whose body has no delimiter of its boundary is a leaf, as the
+    standard parser has it (one part of text).
+    """
+    if part.get_content_maintype() != "multipart":
+        return None
+    boundary = part.get_boundary()
+    if boundary is None:
+        return None
+    return multipart_spans(raw, boundary, body) or None
+
+
+def _part_info(part_id: str, part: Message, header: Span, body: Span) -> PartInfo:
+    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    encoding = "".join(str(part.get("Content-Transfer-Encoding", "")).splitlines())
+    return PartInfo(
+        part_id=part_id,
+        header=header,
+        body=body,
+        content_type=part.get_content_type(),
+        charset=part.get_content_charset() or "",
+        encoding=encoding.strip().lower(),
+        disposition=disposition if disposition in ("attachment", "inline") else "",
+        filename=_decoded(_filename(part) or ""),
+        content_id=_decoded(part.get("Content-ID")).strip().strip("<>"),
+        attachment=is_attachment(part),
+    )
+
+
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 

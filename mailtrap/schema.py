@@ -9,6 +9,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from mailtrap.mime import header_fields
+from mailtrap.part_index import create_tables, insert_part_index
 from mailtrap.writer import connect
 
 migrations = Migrations("mailtrap")
@@ -73,6 +74,15 @@ def m002_reading(db: Database) -> None:
         (data,) = db.execute("SELECT data FROM raw WHERE seq = ?", [seq]).fetchone() or (b"",)
         headers = json.dumps(header_fields(bytes(data), decoded=True), ensure_ascii=False)
         db.execute("UPDATE messages SET headers = ? WHERE seq = ?", [headers, seq])
+
+
+@migrations()
+def m003_parts(db: Database) -> None:
+    """The part index: reading a message reads the byte ranges it needs, not the whole."""
+    create_tables(db.conn)
+    for (seq,) in db.execute("SELECT seq FROM messages").fetchall():
+        (data,) = db.execute("SELECT data FROM raw WHERE seq = ?", [seq]).fetchone() or (b"",)
+        insert_part_index(db.conn, seq, bytes(data))
 
 
 def prepare_database(path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtrap.mime import summarize
+from mailtrap.part_index import insert_part_index
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ class Writer:
         values = message_row(seq, message)
         self.conn.execute(_INSERT_MESSAGE, values)
         self.conn.execute("INSERT INTO raw (seq, data) VALUES (?, ?)", [seq, message.raw])
+        insert_part_index(self.conn, seq, message.raw)
         self.count += 1
         return values["id"]
 
