@@ -242,7 +242,7 @@ def _parse_part(raw: bytes, span: Span) -> tuple[Message, Span]:
     """Parse the header block of the part at ``span``; return it with its body's span."""
     start, end = span
     if raw.startswith((b"\r\n", b"\n"), start, end):  # no header fields at all
-        return Message(policy=_header_parser.policy), (raw.index(b"\n", start) + 1, end)
+        return Message(policy=_header_parser.parser.policy), (raw.index(b"\n", start) + 1, end)
     header_end = _HEADER_END.search(raw, start, end)
     if header_end is None:
         return _header_parser.parsebytes(raw[start:end]), (end, end)

@@ -50,11 +50,7 @@ def create_tables(conn: sqlite3.Connection) -> None:
 def insert_part_index(conn: sqlite3.Connection, seq: int, raw: bytes) -> None:
     """Index message ``seq`` (in the writer's transaction). Never raises for bad mail:
     a message that cannot be indexed is stored with no parts and the reason."""
-    try:
-        header, parts = index_parts(raw)
-        error = None
-    except Exception as failure:  # any parser failure: the raw bytes are still kept
-        header, parts, error = (0, 0), [], f"{type(failure).__name__}: {failure}"
+    header, parts, error = _index(raw)
     conn.execute(
         "INSERT INTO message_index (seq, header_end, error) VALUES (?, ?, ?)",
         [seq, header[1], error],
@@ -64,6 +60,13 @@ def insert_part_index(conn: sqlite3.Connection, seq: int, raw: bytes) -> None:
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(seq, position, *_row(part)) for position, part in enumerate(parts)],
     )
+
+
+def _index(raw: bytes) -> tuple[Span, list[PartInfo], str | None]:
+    try:
+        return *index_parts(raw), None
+    except Exception as failure:  # any parser failure: the raw bytes are still kept
+        return (0, 0), [], f"{type(failure).__name__}: {failure}"
 
 
 def _row(part: PartInfo) -> tuple[object, ...]:
@@ -86,7 +89,7 @@ class MessageSource(Protocol):
     header_end: int
     parts: list[PartInfo]
 
-    def chunks(self, span: Span, size: int = CHUNK) -> Iterator[bytes]: ...
+    def chunks(self, span: Span) -> Iterator[bytes]: ...
 
 
 @dataclass
@@ -96,13 +99,13 @@ class BytesSource:
     raw: bytes
 
     def __post_init__(self) -> None:
-        header, self.parts = index_parts(self.raw)
+        header, self.parts, _ = _index(self.raw)
         self.header_end = header[1]
 
-    def chunks(self, span: Span, size: int = CHUNK) -> Iterator[bytes]:
+    def chunks(self, span: Span) -> Iterator[bytes]:
         view = memoryview(self.raw)
-        for position in range(span[0], span[1], size):
-            yield bytes(view[position : min(position + size, span[1])])
+        for position in range(span[0], span[1], CHUNK):
+            yield bytes(view[position : min(position + CHUNK, span[1])])
 
 
 class BlobSource:
@@ -116,18 +119,16 @@ class BlobSource:
         sql = f"SELECT {_PART_COLUMNS} FROM parts WHERE seq = ? ORDER BY position"
         self.parts = [_part(tuple(row)) for row in conn.execute(sql, [seq])]
 
-    def chunks(self, span: Span, size: int = CHUNK) -> Iterator[bytes]:
-        """The bytes of ``span``, ``size`` at a time; nothing if the message is gone."""
+    def chunks(self, span: Span) -> Iterator[bytes]:
+        """The bytes of ``span``, a chunk at a time; nothing if the message is gone."""
         try:
-            return stored_chunks(self.conn, self.seq, span, size)
+            return stored_chunks(self.conn, self.seq, span)
         except MessageNotFound:  # deleted meanwhile
             return iter(())
 
 
-def stored_chunks(
-    conn: sqlite3.Connection, seq: int, span: Span, size: int = CHUNK
-) -> Iterator[bytes]:
-    """The stored bytes of message ``seq`` in ``span``, ``size`` at a time.
+def stored_chunks(conn: sqlite3.Connection, seq: int, span: Span) -> Iterator[bytes]:
+    """The stored bytes of message ``seq`` in ``span``, CHUNK bytes at a time.
 
     The blob is opened now, not at the first chunk, so that a streamed
     response knows before it starts whether there is anything to send
@@ -137,7 +138,7 @@ def stored_chunks(
         blob = conn.blobopen("raw", "data", seq, readonly=True)
     except sqlite3.OperationalError as error:
         raise MessageNotFound(str(seq)) from error
-    return _blob_chunks(blob, span, size)
+    return _blob_chunks(blob, span, CHUNK)
 
 
 def _blob_chunks(blob: sqlite3.Blob, span: Span, size: int) -> Iterator[bytes]:
