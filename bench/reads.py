@@ -40,8 +40,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 FILL = r"""
 import base64, os, sys
 from pathlib import Path
-
-from http_api import LISTENING_RE, ServeProcess
 from mailtrap.store import IncomingMessage, Store
 
 attachment = base64.encodebytes(os.urandom(33 * 1024 * 1024)).replace(b"\n", b"\r\n")
