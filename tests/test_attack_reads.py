@@ -16,21 +16,27 @@ import itertools
 import json
 import os
 import quopri
+import sqlite3
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from api_client import Api
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlite_utils import Database
 
 from mailtrap import Server
+from mailtrap.config import Address
 from mailtrap.mime import MAX_MIME_PARTS
+from mailtrap.schema import migrations
 from mailtrap.store import IncomingMessage
 
 MiB = 1024 * 1024
+EPHEMERAL = Address("127.0.0.1", 0)
 
 
 def store(server: Server, raw: bytes) -> str:
@@ -111,11 +117,8 @@ def test_opening_a_message_of_100000_parts_parses_no_more_than_the_part_limit(
 @pytest.fixture(scope="module")
 def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, bytes]]:
     """A server holding one 45 MB message: text, HTML and a 33 MB base64 attachment."""
-    from mailtrap.config import Address
-
     folder = tmp_path_factory.mktemp("large")
-    ephemeral = Address("127.0.0.1", 0)
-    server = Server(db=folder / "mail.db", smtp=ephemeral, http=ephemeral, pop3=ephemeral).start()
+    server = Server(db=folder / "mail.db", smtp=EPHEMERAL, http=EPHEMERAL, pop3=EPHEMERAL).start()
     attachment = os.urandom(33 * MiB)
     raw = b"".join(
         [
@@ -242,11 +245,8 @@ def test_heavy_reads_over_the_bound_get_503_with_retry_after(
 
 @pytest.fixture(scope="module")
 def decode_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from mailtrap.config import Address
-
-    ephemeral = Address("127.0.0.1", 0)
     folder = tmp_path_factory.mktemp("decode")
-    server = Server(db=folder / "mail.db", smtp=ephemeral, http=ephemeral, pop3=ephemeral).start()
+    server = Server(db=folder / "mail.db", smtp=EPHEMERAL, http=EPHEMERAL, pop3=EPHEMERAL).start()
     yield server
     server.stop()
 
@@ -335,3 +335,38 @@ def test_base64_decodes_the_same_however_it_is_split(
         position %= len(encoded) + 1
         encoded = encoded[:position] + character + encoded[position:]
     assert b"".join(decoded(split(encoded, cuts), "base64")) == data
+
+
+# -- the index in the database ------------------------------------------------
+
+
+def test_messages_stored_before_the_part_index_are_indexed_by_its_migration(tmp_path: Path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    migrations.apply(Database(conn), stop_before="m003_parts")
+    conn.execute("INSERT INTO messages (seq, id, created, size, read) VALUES (1, 'old1', 0, 9, 1)")
+    raw = with_part(b"base64", base64_lines(b"attached"))
+    conn.execute("INSERT INTO raw (seq, data) VALUES (1, ?)", [raw])
+    conn.commit()
+    conn.close()
+    server = Server(db=path, smtp=EPHEMERAL, http=EPHEMERAL, pop3=None).start()
+    try:
+        api = Api(server)
+        assert api.get("/api/v1/message/old1/part/2").body == b"attached"
+        assert api.get("/api/v1/message/old1").json()["Text"] == "see attached"
+        assert api.get("/api/v1/message/old1/headers").json()["Subject"] == ["s"]
+        sql = "SELECT part_id FROM parts WHERE seq = 1 ORDER BY position"
+        assert [row[0] for row in server.store.reader.execute(sql)] == ["1", "2"]
+    finally:
+        server.stop()
+
+
+def test_deleting_a_message_deletes_its_index(server: Server, api: Api):
+    message_id = store(server, with_part(b"base64", base64_lines(b"x")))
+    keep = store(server, b"Subject: keep\r\n\r\nbody\r\n")
+    conn = server.store.reader
+    assert conn.execute("SELECT count(*) FROM parts").fetchone()[0] == 3
+    api.ok("DELETE", "/api/v1/messages", {"IDs": [message_id]})
+    assert conn.execute("SELECT count(*) FROM parts").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM message_index").fetchone()[0] == 1
+    assert api.get(f"/api/v1/message/{keep}").json()["Text"] == "body\r\n"
