@@ -1,31 +1,28 @@
 """Stored messages as Mailpit's API shows them: MessageSummary, Message, headers and parts.
 
 The summary comes from the ``messages`` row alone. Everything else is read
-from the raw bytes when asked for, parsed with the standard ``email`` package
-(``policy.default``); ingest never pays for it. Malformed mail never raises
-here: what cannot be parsed is left empty.
+from the byte ranges the part index (:mod:`mailtrap.part_index`) points at:
+the header block, a body, one part, each streamed in chunks, so reading a
+message costs memory bounded by MAX_BODY_BYTES and the chunk size, not by the
+size of the message. Malformed mail never raises here: what cannot be parsed
+is left empty.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import hashlib
 import json
-import logging
 import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from typing import Any
 
-from mailtrap.mime import MAX_MIME_DEPTH, MAX_MIME_PARTS, header_fields, html_to_text, is_attachment
-
-log = logging.getLogger(__name__)
-
-_full_parser = BytesParser(policy=policy.default)
+from mailtrap.mime import PartInfo, header_fields, html_to_text
+from mailtrap.part_index import BytesSource, MessageSource, header_block
+from mailtrap.transfer_encoding import decoded
 
 
 def rfc3339(timestamp: float) -> str:
@@ -58,128 +55,104 @@ def summary(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def parse(raw: bytes) -> EmailMessage:
-    """The whole message, parsed with the modern policy (for reading, not at ingest)."""
-    message = _full_parser.parsebytes(raw)
-    assert isinstance(message, EmailMessage)
-    return message
+MAX_BODY_BYTES = 2 * 1024 * 1024  # decoded bytes of the text and of the HTML body shown
 
 
-def walk_parts(message: Message) -> Iterator[tuple[str, Message]]:
-    """Every leaf part with Mailpit's PartID: "1", "2", "2.1" ...; "0" for a single part.
-
-    The numbering is enmime's (Mailpit's MIME parser). An attached message
-    (message/rfc822) is one leaf. Parts beyond the limits of :mod:`mailtrap.mime`
-    are left out.
-    """
-    if not _is_container(message):
-        yield "0", message
-        return
-    stack: list[tuple[str, Message, int]] = [("", message, 0)]
-    seen = 0
-    while stack:
-        part_id, part, depth = stack.pop()
-        seen += 1
-        if seen > MAX_MIME_PARTS:
-            return
-        if not _is_container(part):
-            yield part_id, part
-            continue
-        if depth >= MAX_MIME_DEPTH:
-            continue
-        children = part.get_payload()
-        assert isinstance(children, list)
-        prefix = f"{part_id}." if part_id else ""
-        stack.extend(
-            (f"{prefix}{number}", child, depth + 1)
-            for number, child in reversed(list(enumerate(children, 1)))
-        )
-
-
-def _is_container(part: Message) -> bool:
-    return part.get_content_maintype() == "multipart" and part.is_multipart()
+def _source(message: MessageSource | bytes) -> MessageSource:
+    return BytesSource(message) if isinstance(message, bytes) else message
 
 
 @dataclass
 class Part:
     """One leaf of a message: what the attachment routes serve."""
 
-    part_id: str
-    message: Message
+    info: PartInfo
+    source: MessageSource
 
     @property
-    def content(self) -> bytes:
-        """The decoded content (base64 and quoted-printable undone)."""
-        try:
-            if self.message.is_multipart():  # message/rfc822: the attached message itself
-                inner = self.message.get_payload(0)
-                assert isinstance(inner, Message)
-                return inner.as_bytes()
-            payload = self.message.get_payload(decode=True)
-        except Exception:  # a part the package cannot serialize or decode
-            log.debug("cannot decode part %s", self.part_id, exc_info=True)
-            return b""
-        return payload if isinstance(payload, bytes) else b""
+    def part_id(self) -> str:
+        return self.info.part_id
 
     @property
     def content_type(self) -> str:
-        return self.message.get_content_type()
+        return self.info.content_type
 
     @property
     def content_id(self) -> str:
-        return _header_text(self.message, "Content-ID").strip().strip("<>")
+        return self.info.content_id
 
     @property
     def filename(self) -> str:
-        try:
-            return self.message.get_filename() or ""
-        except Exception:  # an RFC 2231 name the package cannot decode
-            return ""
+        return self.info.filename
 
     @property
     def is_attachment(self) -> bool:
-        # The rule the summary's attachment count uses, so the two agree.
-        try:
-            return is_attachment(self.message)
-        except Exception:
-            return False
+        return self.info.attachment
 
-    def text(self) -> str:
-        """The content as text, in its declared charset (UTF-8 if unknown)."""
-        charset = self.message.get_content_charset() or "utf-8"
+    def chunks(self) -> Iterator[bytes]:
+        """The decoded content (base64 and quoted-printable undone), a chunk at a time.
+
+        An attached message (message/rfc822) is its bytes as they were sent.
+        """
+        return decoded(self.source.chunks(self.info.body), self.info.encoding)
+
+    @property
+    def content(self) -> bytes:
+        """The whole decoded content (for small parts; streaming readers use :meth:`chunks`)."""
+        return b"".join(self.chunks())
+
+    def text(self, limit: int = MAX_BODY_BYTES) -> str:
+        """The content as text, in its declared charset (UTF-8 if unknown), of at most
+        ``limit`` decoded bytes; a character cut in two at the limit is left out."""
         try:
-            return self.content.decode(charset, errors="replace")
-        except (LookupError, UnicodeError):  # an unknown charset, or one such as idna
-            return self.content.decode("utf-8", errors="replace")
+            return self._text(self.info.charset or "utf-8", limit)
+        except (LookupError, UnicodeError):  # an unknown charset, or a codec such as idna
+            return self._text("utf-8", limit)
+
+    def _text(self, charset: str, limit: int) -> str:
+        decoder = codecs.getincrementaldecoder(charset)("replace")
+        pieces: list[str] = []
+        for chunk in self.chunks():
+            pieces.append(decoder.decode(chunk[:limit]))
+            limit -= len(chunk)
+            if limit <= 0:
+                return "".join(pieces)
+        pieces.append(decoder.decode(b"", final=True))
+        return "".join(pieces)
 
     def describe(self) -> dict[str, Any]:
-        """Mailpit's Attachment object (sizes and checksums of the decoded content)."""
-        content = self.content
+        """Mailpit's Attachment object (sizes and checksums of the decoded content, streamed)."""
+        size = 0
+        md5 = hashlib.md5(usedforsecurity=False)
+        sha1 = hashlib.sha1(usedforsecurity=False)
+        sha256 = hashlib.sha256()
+        for chunk in self.chunks():
+            size += len(chunk)
+            md5.update(chunk)
+            sha1.update(chunk)
+            sha256.update(chunk)
         return {
             "PartID": self.part_id,
             "FileName": self.filename or self.content_id,
             "ContentType": self.content_type,
             "ContentID": self.content_id,
-            "Size": len(content),
+            "Size": size,
             "Checksums": {
-                "MD5": hashlib.md5(content, usedforsecurity=False).hexdigest(),
-                "SHA1": hashlib.sha1(content, usedforsecurity=False).hexdigest(),
-                "SHA256": hashlib.sha256(content).hexdigest(),
+                "MD5": md5.hexdigest(),
+                "SHA1": sha1.hexdigest(),
+                "SHA256": sha256.hexdigest(),
             },
         }
 
 
-def parts(raw: bytes) -> list[Part]:
-    """The leaf parts of a raw message; none if it cannot be parsed at all."""
-    try:
-        return [Part(part_id, part) for part_id, part in walk_parts(parse(raw))]
-    except Exception:
-        log.debug("cannot parse a message for its parts", exc_info=True)
-        return []
+def parts(message: MessageSource | bytes) -> list[Part]:
+    """The leaf parts of a message (from its index), within the MIME limits."""
+    source = _source(message)
+    return [Part(info, source) for info in source.parts]
 
 
-def find_part(raw: bytes, part_id: str) -> Part | None:
-    return next((part for part in parts(raw) if part.part_id == part_id), None)
+def find_part(message: MessageSource | bytes, part_id: str) -> Part | None:
+    return next((part for part in parts(message) if part.part_id == part_id), None)
 
 
 @dataclass
@@ -192,15 +165,16 @@ class Bodies:
     attachments: list[Part] = field(default_factory=list)
 
 
-def bodies(raw: bytes) -> Bodies:
+def bodies(message: MessageSource | bytes) -> Bodies:
     """The first text/plain and text/html bodies; inline parts; attachments.
 
     As in Mailpit, a message without a text body gets one made from its HTML,
     and an inline part is listed only if it has a Content-ID or a file name.
+    Each body is cut at MAX_BODY_BYTES decoded bytes.
     """
     result = Bodies()
     text = html = None
-    for part in parts(raw):
+    for part in parts(message):
         if part.is_attachment:
             result.attachments.append(part)
         elif part.content_type == "text/plain" and text is None and not part.filename:
@@ -220,11 +194,12 @@ def _plain_from_html(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def message_detail(row: sqlite3.Row, raw: bytes) -> dict[str, Any]:
-    """Mailpit's Message: the summary's fields, plus what needs the raw bytes."""
+def message_detail(row: sqlite3.Row, message: MessageSource | bytes) -> dict[str, Any]:
+    """Mailpit's Message: the summary's fields, plus what needs the stored bytes."""
     fields = summary(row)
-    found = bodies(raw)
-    headers = _first_values(raw)
+    source = _source(message)
+    found = bodies(source)
+    headers = _first_values(header_block(source))
     unsubscribe = headers.get("list-unsubscribe", "")
     return {
         "ID": fields["ID"],
@@ -281,12 +256,13 @@ def _unsubscribe_links(header: str) -> list[str]:
     return links
 
 
-def headers_map(raw: bytes) -> dict[str, list[str]]:
+def headers_map(message: MessageSource | bytes) -> dict[str, list[str]]:
     """Mailpit's headers response: canonical names, sorted, each with its values in order.
 
     Names are canonicalized as Go's ``textproto`` does ("Message-Id"),
     because that is what clients of Mailpit look up.
     """
+    raw = message if isinstance(message, bytes) else header_block(message)
     grouped: dict[str, list[str]] = {}
     for name, value in header_fields(raw):
         grouped.setdefault(canonical_header_name(name), []).append(value)
@@ -301,10 +277,3 @@ def canonical_header_name(name: str) -> str:
     if not _TOKEN.fullmatch(name):
         return name
     return "-".join(word[:1].upper() + word[1:].lower() for word in name.split("-"))
-
-
-def _header_text(message: Message, name: str) -> str:
-    try:
-        return str(message.get(name) or "")
-    except Exception:  # a value the modern policy cannot parse
-        return ""

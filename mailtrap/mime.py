@@ -248,23 +248,113 @@ def _leaf_parts(raw: bytes, message: Message, body: Span) -> Iterator[tuple[Mess
     leaf: its insides belong to it. Past the depth or part-count limit,
     :class:`MimeLimitError`.
     """
-    stack: list[tuple[Message, Span, int]] = [(message, body, 0)]
+    # Children are parsed when popped, so the part limit also bounds the parsing.
+    stack: list[tuple[Message | Span, Span, int]] = [(message, body, 0)]
     seen = 0
     while stack:
-        part, part_body, depth = stack.pop()
+        part_or_span, part_body, depth = stack.pop()
         seen += 1
         if seen > MAX_MIME_PARTS:
             raise MimeLimitError(f"more than {MAX_MIME_PARTS} MIME parts")
+        if isinstance(part_or_span, Message):
+            part = part_or_span
+        else:
+            part, part_body = _parse_part(raw, part_or_span)
         boundary = part.get_boundary() if part.get_content_maintype() == "multipart" else None
         if boundary is None:
             yield part, part_body
             continue
         if depth >= MAX_MIME_DEPTH:
             raise MimeLimitError(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels")
-        # No more children than the part limit: parsing them all first costs time unbounded.
-        spans = multipart_spans(raw, boundary, part_body)[:MAX_MIME_PARTS]
-        children = [_parse_part(raw, span) for span in spans]
-        stack.extend((child, child_body, depth + 1) for child, child_body in reversed(children))
+        spans = multipart_spans(raw, boundary, part_body, limit=MAX_MIME_PARTS - seen + 1)
+        stack.extend((span, span, depth + 1) for span in reversed(spans))
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """Where one leaf part lies in the raw message, and what reading it needs to know."""
+
+    part_id: str  # Mailpit's PartID: "1", "2.1", ...; "0" for a message of one part
+    header: Span
+    body: Span
+    content_type: str
+    charset: str  # "" when none is declared
+    encoding: str  # Content-Transfer-Encoding, lower case; "" when none
+    disposition: str  # "attachment", "inline" or ""
+    filename: str  # decoded; "" when none
+    content_id: str  # without its angle brackets
+    attachment: bool  # the rule of the summary's attachment count
+
+
+def index_parts(raw: bytes) -> tuple[Span, list[PartInfo]]:
+    """The span of the top-level header block, and every leaf part, depth-first.
+
+    Numbered as Mailpit (enmime) numbers parts. Within the part and depth
+    limits; past them the rest is left out (no error), so reading never costs
+    more than the limits allow. Each part's headers are parsed only when the
+    walk reaches it.
+    """
+    root, root_body = _parse_part(raw, (0, len(raw)))
+    header = (0, root_body[0])
+    if _children(raw, root, root_body, limit=1) is None:
+        return header, [_part_info("0", root, header, root_body)]
+    found: list[PartInfo] = []
+    # (PartID, span, depth, default type): children are parsed when popped, not when found.
+    stack: list[tuple[str, Span, int, str]] = [("", (0, len(raw)), 0, "text/plain")]
+    seen = 0
+    while stack:
+        part_id, span, depth, default_type = stack.pop()
+        seen += 1
+        if seen > MAX_MIME_PARTS:
+            break
+        part, body = (root, root_body) if not part_id else _parse_part(raw, span)
+        part.set_default_type(default_type)
+        children = _children(raw, part, body, limit=MAX_MIME_PARTS - seen + 1)
+        if children is None:
+            found.append(_part_info(part_id, part, (span[0], body[0]), body))
+            continue
+        if depth >= MAX_MIME_DEPTH:
+            continue
+        # As the standard parser does: a digest's parts are messages unless they say otherwise.
+        digest = part.get_content_type() == "multipart/digest"
+        child_type = "message/rfc822" if digest else "text/plain"
+        prefix = f"{part_id}." if part_id else ""
+        stack.extend(
+            (f"{prefix}{number}", child, depth + 1, child_type)
+            for number, child in reversed(list(enumerate(children, 1)))
+        )
+    return header, found
+
+
+def _children(raw: bytes, part: Message, body: Span, limit: int) -> list[Span] | None:
+    """The spans of a multipart's parts; None for a leaf.
+
+    A multipart whose body has no delimiter of its boundary is a leaf, as the
+    standard parser has it (one part of text).
+    """
+    if part.get_content_maintype() != "multipart":
+        return None
+    boundary = part.get_boundary()
+    if boundary is None:
+        return None
+    return multipart_spans(raw, boundary, body, limit=limit) or None
+
+
+def _part_info(part_id: str, part: Message, header: Span, body: Span) -> PartInfo:
+    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    encoding = "".join(str(part.get("Content-Transfer-Encoding", "")).splitlines())
+    return PartInfo(
+        part_id=part_id,
+        header=header,
+        body=body,
+        content_type=part.get_content_type(),
+        charset=part.get_content_charset() or "",
+        encoding=encoding.strip().lower(),
+        disposition=disposition if disposition in ("attachment", "inline") else "",
+        filename=_decoded(_filename(part) or ""),
+        content_id=_decoded(part.get("Content-ID")).strip().strip("<>"),
+        attachment=is_attachment(part),
+    )
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -287,8 +377,12 @@ def split_multipart(body: bytes, boundary: str) -> list[bytes]:
     return [body[start:end] for start, end in multipart_spans(body, boundary, (0, len(body)))]
 
 
-def multipart_spans(raw: bytes, boundary: str, body: Span) -> list[Span]:
+def multipart_spans(
+    raw: bytes, boundary: str, body: Span, *, limit: int | None = None
+) -> list[Span]:
     """The parts of the multipart body at ``body`` (RFC 2046 5.1.1), as spans.
+
+    ``limit``: no more than that many (the first ones).
 
     Preamble and epilogue are left out. A delimiter is ``--boundary`` at the
     start of a line, followed only by white space (or ``--`` for the last
@@ -314,7 +408,7 @@ def multipart_spans(raw: bytes, boundary: str, body: Span) -> list[Span]:
         if part_start is not None:
             crlf = found - 2 >= part_start and raw[found - 2 : found] == b"\r\n"
             spans.append((part_start, max(found - (2 if crlf else 1), part_start)))
-        if closing:
+        if closing or len(spans) == limit:
             return spans
         part_start = position = line_end
     if part_start is not None:

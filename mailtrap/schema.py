@@ -9,6 +9,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from mailtrap.mime import header_fields
+from mailtrap.part_index import create_tables, insert_part_index
 from mailtrap.writer import connect
 
 migrations = Migrations("mailtrap")
@@ -84,6 +85,15 @@ def m003_ingest_stages(db: Database) -> None:
     db.execute("CREATE INDEX messages_unparsed ON messages(seq) WHERE parsed = 0")
     # The store's token for an add, so a commit whose answer was lost is recognised.
     db.execute("ALTER TABLE messages ADD COLUMN receipt TEXT")
+
+
+@migrations()
+def m004_parts(db: Database) -> None:
+    """The part index: reading a message reads the byte ranges it needs, not the whole."""
+    create_tables(db.conn)
+    for (seq,) in db.execute("SELECT seq FROM messages").fetchall():
+        (data,) = db.execute("SELECT data FROM raw WHERE seq = ?", [seq]).fetchone() or (b"",)
+        insert_part_index(db.conn, seq, bytes(data))
 
 
 def prepare_database(path: Path) -> None:

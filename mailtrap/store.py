@@ -33,6 +33,7 @@ from typing import Any
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.events import EventHub
 from mailtrap.message import summary
+from mailtrap.part_index import BlobSource, stored_chunks
 from mailtrap.rows import IncomingMessage
 from mailtrap.schema import prepare_database
 from mailtrap.search import Search
@@ -479,6 +480,21 @@ class Store:
         if row is None:
             raise MessageNotFound(message_id)
         return bytes(row[0])
+
+    def source(self, message_id: str) -> tuple[sqlite3.Row, BlobSource]:
+        """A message's row, and its part index and bytes to read by range."""
+        with self.snapshot() as conn:
+            row = self.get(message_id)
+            return row, BlobSource(conn, row["seq"])
+
+    def raw_chunks(self, message_id: str) -> tuple[int, Iterator[bytes]]:
+        """A message's size and its raw bytes in chunks, to stream in bounded memory."""
+        row = self.reader.execute(
+            "SELECT seq, size FROM messages WHERE id = ?", [message_id]
+        ).fetchone()
+        if row is None:
+            raise MessageNotFound(message_id)
+        return row["size"], stored_chunks(self.reader, row["seq"], (0, row["size"]))
 
     def iter_raw(self) -> Iterator[tuple[str, bytes]]:
         """(ID, raw bytes) of every message, oldest first, one at a time."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtrap.mime import Summary, summarize
+from mailtrap.part_index import PartIndex, make_part_index
 from mailtrap.rows import summary_values
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,13 @@ log = logging.getLogger(__name__)
 class Parsed:
     """A message's summary columns, ready to be written by the writer's main thread.
 
-    ``values`` is None for a message deleted before it was parsed.
+    ``values`` and ``index`` are None for a message deleted before it was parsed.
     """
 
     seq: int
     message_id: str
     values: dict[str, Any] | None
+    index: PartIndex | None = None
 
 
 class Summarizer:
@@ -89,9 +91,13 @@ class Summarizer:
                 conn = conn or self._connect(self.path)
                 raw = _stored_raw(conn, seq)
             # Deleted before its turn came: nothing to write, but still done.
-            values = None if raw is None else summary_values(_summary(raw, rcpt_tos))
+            parsed = Parsed(seq, message_id, None)
+            if raw is not None:
+                parsed = Parsed(
+                    seq, message_id, summary_values(_summary(raw, rcpt_tos)), make_part_index(raw)
+                )
             with self._lock:
-                self._done.append(Parsed(seq, message_id, values))
+                self._done.append(parsed)
             # Full: the writer has plenty of wake-ups unread already.
             with contextlib.suppress(BlockingIOError):
                 self._waker.send(b"!")

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from mailtrap.part_index import write_part_index
 from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
 from mailtrap.summarizer import Parsed, Summarizer, unparsed
 
@@ -237,7 +238,7 @@ class Writer:
         self._committed = []
 
     def apply_parsed(self, parsed: list[Parsed]) -> list[str]:
-        """Write summaries and index entries; returns the IDs they were for.
+        """Write summaries, search index entries and part indexes; returns the IDs they were for.
 
         Committed without an fsync of its own (synchronous NORMAL): the next
         acknowledged write syncs the log, and a summary lost in a power cut
@@ -250,8 +251,9 @@ class Writer:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
                 for item in parsed:
-                    if item.values is not None:
+                    if item.values is not None and item.index is not None:
                         self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
+                        write_part_index(self.conn, item.seq, item.index)
         except sqlite3.Error:
             log.exception("writing %d summaries failed; parsed again at restart", len(parsed))
         finally:

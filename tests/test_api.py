@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterator
 
 import pytest
 from api_client import Api, plain, send
@@ -358,15 +359,15 @@ def test_every_api_error_is_json_never_a_traceback(server: Server, api: Api):
     """Even an unexpected failure inside a handler answers JSON, without internals."""
     message_id = send(server, plain("x"))
     server.store.reader.execute("SELECT 1")  # this thread's connection; the server has its own
-    original = server.store.raw
+    original = server.store.raw_chunks
 
-    def broken(_: str) -> bytes:
+    def broken(_: str) -> tuple[int, Iterator[bytes]]:
         raise RuntimeError("secret internal detail")
 
-    server.store.raw = broken  # type: ignore[method-assign]
+    server.store.raw_chunks = broken  # type: ignore[method-assign]
     try:
         reply = api.get(f"/api/v1/message/{message_id}/raw")
     finally:
-        server.store.raw = original  # type: ignore[method-assign]
+        server.store.raw_chunks = original  # type: ignore[method-assign]
     assert reply.status == 500
     assert json.loads(reply.body) == {"Error": "internal error"}

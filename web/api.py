@@ -26,8 +26,9 @@ from mailtrap.message import find_part, headers_map, message_detail, summary
 from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse
 from mailtrap.store import Page
-from mailtrap.web import security, views
+from mailtrap.web import heavy_reads, security, views
 from mailtrap.web.downloads import attachment_headers
+from mailtrap.web.heavy_reads import heavy_read
 from mailtrap.web.params import int_arg, json_body, seconds_arg, time_zone
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ MAX_TAG_LENGTH = 100
 def register(app: Flask) -> None:
     """Add the API routes, and the ``/view`` routes, to ``app``."""
     app.extensions["mailtrap_api_started"] = time.monotonic()
+    heavy_reads.register(app)
     app.register_blueprint(bp)
     views.register(app)
 
@@ -250,12 +252,13 @@ def delete_search() -> Any:
 
 
 @bp.get("/message/<message_id>")
+@heavy_read
 def get_message(message_id: str) -> Any:
     """Mailpit's Message; like Mailpit, reading it marks it read, unless a foreign page asked."""
     store = _store()
     message_id = _message_id(message_id)
-    row = store.get(message_id)
-    detail = message_detail(row, store.raw(message_id))
+    row, source = store.source(message_id)
+    detail = message_detail(row, source)
     if not row["read"] and not security.from_foreign_page():
         _committed(store.set_read([message_id], True))
     return jsonify(detail)
@@ -265,7 +268,9 @@ def get_message(message_id: str) -> Any:
 def message_source(message_id: str) -> Any:
     """The message byte for byte as it was received."""
     message_id = _message_id(message_id)
-    response = Response(_store().raw(message_id), content_type="text/plain; charset=utf-8")
+    size, chunks = _store().raw_chunks(message_id)
+    response = Response(chunks, content_type="text/plain; charset=utf-8")
+    response.content_length = size
     response.headers["X-Content-Type-Options"] = "nosniff"
     if request.args.get("dl") == "1":
         response.headers.update(attachment_headers(f"{message_id}.eml"))
@@ -275,17 +280,19 @@ def message_source(message_id: str) -> Any:
 @bp.get("/message/<message_id>/headers")
 def message_headers(message_id: str) -> Any:
     message_id = _message_id(message_id)
-    return jsonify(headers_map(_store().raw(message_id)))
+    _, source = _store().source(message_id)
+    return jsonify(headers_map(source))
 
 
 @bp.get("/message/<message_id>/part/<part_id>")
 def message_part(message_id: str, part_id: str) -> Any:
     """A part's decoded content, always as a download: never rendered on our origin."""
     message_id = _message_id(message_id)
-    part = find_part(_store().raw(message_id), part_id)
+    _, source = _store().source(message_id)
+    part = find_part(source, part_id)
     if part is None:
         abort(404, f"message {message_id} has no part {part_id}")
-    response = Response(part.content, content_type=part.content_type)
+    response = Response(part.chunks(), content_type=part.content_type)
     response.headers.update(attachment_headers(part.filename or part.content_id or part_id))
     return response
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, Response, abort, current_app, request
 
 from mailtrap.message import Bodies, bodies
+from mailtrap.web.heavy_reads import heavy_read
 
 if TYPE_CHECKING:
     from mailtrap.store import Store
@@ -53,10 +54,12 @@ def _bodies(message_id: str) -> tuple[str, Bodies]:
     store = _store()
     if message_id == "latest":
         message_id = store.latest_id()
-    return message_id, bodies(store.raw(message_id))
+    _, source = store.source(message_id)
+    return message_id, bodies(source)
 
 
 @bp.get("/<message_id>.html")
+@heavy_read
 def message_html(message_id: str) -> Any:
     message_id, found = _bodies(message_id)
     if not found.html:
@@ -71,6 +74,7 @@ def message_html(message_id: str) -> Any:
 
 
 @bp.get("/<message_id>.txt")
+@heavy_read
 def message_text(message_id: str) -> Any:
     _, found = _bodies(message_id)
     response = Response(found.text, content_type="text/plain; charset=utf-8")
