@@ -27,9 +27,9 @@ _UNQUOTED_VALUE = re.compile(r"[^\t\n\f\r >]*")
 _RAW_TEXT_END = {
     name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in ("script", "style")
 }
-# Numeric character references past U+10FFFF are U+FFFD (HTML5). Replaced
-# before html.unescape, whose int() refuses more than 4300 digits.
-_HUGE_CHARREF = re.compile(r"&#(?:[xX]0*+[1-9a-fA-F][0-9a-fA-F]{7,}|0*+[1-9][0-9]{8,});?")
+# Numeric character references of many digits, rewritten before html.unescape,
+# whose int() refuses more than 4300 digits (leading zeros count too).
+_LONG_CHARREF = re.compile(r"&#(?:[xX][0-9a-fA-F]{9,}|[0-9]{9,});?")
 # What may stand in a head (HTML5 "in head"); any other start tag, or text, ends it.
 _HEAD_CONTENT = frozenset(
     {
@@ -153,7 +153,15 @@ def unescape(text: str) -> str:
     """``html.unescape``, safe from character references of thousands of digits."""
     if "&" not in text:
         return text
-    return html.unescape(_HUGE_CHARREF.sub("\ufffd", text))
+    return html.unescape(_LONG_CHARREF.sub(_short_charref, text))
+
+
+def _short_charref(match: re.Match[str]) -> str:
+    digits = match.group(0)[2:].rstrip(";")
+    base = digits[0] if digits[0] in "xX" else ""
+    significant = digits[len(base) :].lstrip("0") or "0"
+    # Past U+10FFFF, as HTML5 has it: U+FFFD.
+    return "\ufffd" if len(significant) > 8 else f"&#{base}{significant};"
 
 
 def attributes(raw: str) -> list[tuple[str, str]]:
