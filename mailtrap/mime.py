@@ -52,8 +52,9 @@ MAX_PARAMETER_HEADER = 8 * 1024
 # this bounds the memory and time of decoding a body of any size.
 MAX_TEXT_BODY = 4 * MAX_SEARCH_TEXT
 # CPU seconds (this thread's) that reading one message's body may take. An ordinary
-# message takes a few milliseconds, and a 4 MiB HTML body some 0.1 s; a hostile one
-# costs the writer at most about this, then is stored with its header fields only.
+# message takes a few milliseconds, a 3.8 MB HTML newsletter 0.3-0.5 s (its first
+# MAX_SEARCH_TEXT characters of text are read); a hostile message costs the writer
+# at most about this, then keeps its header fields and what was read so far.
 DEFAULT_CPU_BUDGET = 0.5
 
 Raw = bytes | mmap.mmap  # a message in memory, or spooled to a file and mapped
@@ -225,7 +226,7 @@ def _read_body(
             stopped = f"MimeLimitError: {error}; the parts after the limit are not indexed"
         budget.check()
         if text is None and markup:
-            text = html_to_text(markup, budget.check)
+            text = html_to_text(markup, budget.check, limit=MAX_SEARCH_TEXT)
     except _BudgetSpent:
         return f"CPU budget of {budget.seconds:g} s exceeded while reading the body; " + (
             "body text not indexed" if text is None else "the parts after that are not indexed"
@@ -263,8 +264,8 @@ def _leaf_parts(raw: bytes, message: Message, body: Span) -> Iterator[tuple[Mess
             continue
         if depth >= MAX_MIME_DEPTH:
             raise MimeLimitError(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels")
-        # No more children than the part limit: parsing them all first costs time unbounded.
-        spans = multipart_spans(raw, boundary, part_body)[:MAX_MIME_PARTS]
+        # No more children than the part limit: finding and parsing them all is unbounded.
+        spans = multipart_spans(raw, boundary, part_body, limit=MAX_MIME_PARTS)
         children = [_parse_part(raw, span) for span in spans]
         stack.extend((child, child_body, depth + 1) for child, child_body in reversed(children))
 
@@ -289,14 +290,14 @@ def split_multipart(body: bytes, boundary: str) -> list[bytes]:
     return [body[start:end] for start, end in multipart_spans(body, boundary, (0, len(body)))]
 
 
-def multipart_spans(raw: bytes, boundary: str, body: Span) -> list[Span]:
+def multipart_spans(raw: bytes, boundary: str, body: Span, limit: int | None = None) -> list[Span]:
     """The parts of the multipart body at ``body`` (RFC 2046 5.1.1), as spans.
 
     Preamble and epilogue are left out. A delimiter is ``--boundary`` at the
     start of a line, followed only by white space (or ``--`` for the last
     one); the line break before it belongs to the delimiter. A body missing
     its closing delimiter ends at the end of the data, as the standard parser
-    does too.
+    does too. ``limit``: at most that many parts, the first ones.
     """
     delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
     body_start, body_end = body
@@ -316,6 +317,8 @@ def multipart_spans(raw: bytes, boundary: str, body: Span) -> list[Span]:
         if part_start is not None:
             crlf = found - 2 >= part_start and raw[found - 2 : found] == b"\r\n"
             spans.append((part_start, max(found - (2 if crlf else 1), part_start)))
+            if len(spans) == limit:
+                return spans
         if closing:
             return spans
         part_start = position = line_end
