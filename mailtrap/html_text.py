@@ -17,8 +17,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
+# A tag with no quote before its ">", the common case, in one match. Possessive runs
+# of character classes: nothing to backtrack, and a failed match scans only the tag.
+_PLAIN_TAG = re.compile(r"<(/?)([a-zA-Z][^\t\n\f\r />]*+)([^\"'>]*+)>")
 # Each is one character class, matched where it stands: nothing to backtrack.
 _NAME = re.compile(r"[^\t\n\f\r />]*")
 _SPACE = re.compile(r"[\t\n\f\r /]*")
@@ -27,9 +30,9 @@ _UNQUOTED_VALUE = re.compile(r"[^\t\n\f\r >]*")
 _RAW_TEXT_END = {
     name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in ("script", "style")
 }
-# Numeric character references past U+10FFFF are U+FFFD (HTML5). Replaced
-# before html.unescape, whose int() refuses more than 4300 digits.
-_HUGE_CHARREF = re.compile(r"&#(?:[xX]0*+[1-9a-fA-F][0-9a-fA-F]{7,}|0*+[1-9][0-9]{8,});?")
+# Numeric character references of many digits, rewritten before html.unescape,
+# whose int() refuses more than 4300 digits (leading zeros count too).
+_LONG_CHARREF = re.compile(r"&#(?:[xX][0-9a-fA-F]{9,}|[0-9]{9,});?")
 # What may stand in a head (HTML5 "in head"); any other start tag, or text, ends it.
 _HEAD_CONTENT = frozenset(
     {
@@ -50,13 +53,15 @@ _HEAD_CONTENT = frozenset(
 _CHECK_EVERY = 1024  # tokens between calls of the caller's budget check
 
 
-@dataclass(frozen=True)
-class Tag:
+class Tag(NamedTuple):
     """A start or end tag; ``name`` is lower case, "" for a comment or declaration."""
 
     name: str
     attributes: str = ""  # the raw text between the name and the closing ">"
     end: bool = False
+
+
+_COMMENT = Tag("")
 
 
 def tokens(markup: str) -> Iterator[str | Tag]:
@@ -72,6 +77,18 @@ def tokens(markup: str) -> Iterator[str | Tag]:
             return
         if lt > position:
             yield markup[position:lt]
+        plain = _PLAIN_TAG.match(markup, lt)
+        if plain is not None:
+            end, name, attributes = plain.groups()
+            name = name.lower()
+            yield Tag(name, attributes, bool(end))
+            position = plain.end()
+            if name in _RAW_TEXT_END and not end:
+                raw_end = _RAW_TEXT_END[name].search(markup, position)
+                if raw_end is None:
+                    return
+                position = raw_end.start()
+            continue
         following = markup[lt + 1 : lt + 2]
         if following.isascii() and following.isalpha():
             name_end = _NAME.match(markup, lt + 1).end()  # type: ignore[union-attr]
@@ -99,13 +116,13 @@ def tokens(markup: str) -> Iterator[str | Tag]:
                 close = markup.find(">", lt + 2)
                 if close == -1:
                     return
-                yield Tag("")
+                yield _COMMENT
                 position = close + 1
         elif following in ("!", "?"):
             close = _comment_end(markup, lt)
             if close == -1:
                 return
-            yield Tag("")
+            yield _COMMENT
             position = close
         else:  # "a < b": a literal "<"
             yield "<"
@@ -153,7 +170,15 @@ def unescape(text: str) -> str:
     """``html.unescape``, safe from character references of thousands of digits."""
     if "&" not in text:
         return text
-    return html.unescape(_HUGE_CHARREF.sub("\ufffd", text))
+    return html.unescape(_LONG_CHARREF.sub(_short_charref, text))
+
+
+def _short_charref(match: re.Match[str]) -> str:
+    digits = match.group(0)[2:].rstrip(";")
+    base = digits[0] if digits[0] in "xX" else ""
+    significant = digits[len(base) :].lstrip("0") or "0"
+    # Past U+10FFFF, as HTML5 has it: U+FFFD.
+    return "\ufffd" if len(significant) > 8 else f"&#{base}{significant};"
 
 
 def attributes(raw: str) -> list[tuple[str, str]]:
@@ -184,24 +209,35 @@ def attributes(raw: str) -> list[tuple[str, str]]:
         found.append((name, unescape(value)))
 
 
-def html_to_text(markup: str, check: Callable[[], None] | None = None) -> str:
+def html_to_text(
+    markup: str, check: Callable[[], None] | None = None, limit: int | None = None
+) -> str:
     """The visible words of an HTML body, for snippets and the search index.
 
     Character references are decoded; tags, comments and what is inside
     ``head``, ``title``, ``script`` and ``style`` become spaces, so the line
     structure of the text is kept. ``check`` is called every so many tokens
-    (a budget can raise there to stop the work).
+    (a budget can raise there to stop the work); past ``limit`` characters
+    of text, the rest is not read.
     """
     chunks: list[str] = []
+    remaining = len(markup) if limit is None else limit
     in_head = in_title = False
-    for count, token in enumerate(tokens(markup), 1):
-        if check is not None and count % _CHECK_EVERY == 0:
-            check()
-        if isinstance(token, str):
+    countdown = _CHECK_EVERY
+    for token in tokens(markup):
+        countdown -= 1
+        if not countdown:
+            countdown = _CHECK_EVERY
+            if check is not None:
+                check()
+        if type(token) is str:
             if in_head and not in_title and not token.isspace():
                 in_head = False  # text ends a head left open, as in a browser
             if not (in_head or in_title):
                 chunks.append(unescape(token))
+                remaining -= len(token)
+                if remaining <= 0:
+                    break
             continue
         chunks.append(" ")
         if token.name == "title":

@@ -37,9 +37,11 @@ MAX_HEADER_TEXT = 64 * 1024  # characters of header fields kept for `header:` se
 # Bytes of a header block parsed (Postfix's header_size_limit is 100 KB): bounds the
 # steps the CPU budget cannot interrupt, above all the top-level header fields.
 MAX_HEADER_BLOCK = 128 * 1024
-# Characters of one header value that go through RFC 2047 decoding; the rest is kept
-# as it is. decode_header() is quadratic in the number of encoded words.
-MAX_DECODED_HEADER = 8 * 1024
+# Characters of one header value that go through RFC 2047 decoding (the rest is kept as
+# it is), in pieces of _DECODED_PIECE: decode_header() is quadratic in the length of a
+# line full of "=?" (its pattern looks for each one's "?=" to the end of the line).
+MAX_DECODED_HEADER = 16 * 1024
+_DECODED_PIECE = 1024
 # Characters of one address field (From, To, ...; all its values) read for addresses:
 # getaddresses() costs some 20 us per address.
 MAX_ADDRESS_TEXT = 16 * 1024
@@ -50,8 +52,9 @@ MAX_PARAMETER_HEADER = 8 * 1024
 # this bounds the memory and time of decoding a body of any size.
 MAX_TEXT_BODY = 4 * MAX_SEARCH_TEXT
 # CPU seconds (this thread's) that reading one message's body may take. An ordinary
-# message takes a few milliseconds, and a 4 MiB HTML body some 0.1 s; a hostile one
-# costs the writer at most about this, then is stored with its header fields only.
+# message takes a few milliseconds, a 3.8 MB HTML newsletter 0.3-0.5 s (its first
+# MAX_SEARCH_TEXT characters of text are read); a hostile message costs the writer
+# at most about this, then keeps its header fields and what was read so far.
 DEFAULT_CPU_BUDGET = 0.5
 
 Raw = bytes | mmap.mmap  # a message in memory, or spooled to a file and mapped
@@ -223,7 +226,7 @@ def _read_body(
             stopped = f"MimeLimitError: {error}; the parts after the limit are not indexed"
         budget.check()
         if text is None and markup:
-            text = html_to_text(markup, budget.check)
+            text = html_to_text(markup, budget.check, limit=MAX_SEARCH_TEXT)
     except _BudgetSpent:
         return f"CPU budget of {budget.seconds:g} s exceeded while reading the body; " + (
             "body text not indexed" if text is None else "the parts after that are not indexed"
@@ -504,22 +507,37 @@ _FOLDING = re.compile(r"\r?\n[ \t]")
 def _decoded(value: object) -> str:
     """Decode an RFC 2047 header value; undecodable words are kept as they are.
 
-    Only the first MAX_DECODED_HEADER characters are decoded (cut at a blank, so
-    that no encoded word is split); the rest follows as it is.
+    Only the first MAX_DECODED_HEADER characters are decoded, a piece of about
+    _DECODED_PIECE at a time, cut at blanks (an encoded word is at most 75);
+    the rest follows as it is.
     """
     if value is None:
         return ""
     text = _FOLDING.sub(" ", str(value))
-    rest = ""
-    if len(text) > MAX_DECODED_HEADER:
-        cut = text.rfind(" ", 0, MAX_DECODED_HEADER)
-        cut = cut if cut > 0 else MAX_DECODED_HEADER
-        text, rest = text[:cut], text[cut:]
+    if len(text) <= _DECODED_PIECE:
+        return _decoded_piece(text)
+    pieces: list[str] = []
+    start, limit = 0, min(len(text), MAX_DECODED_HEADER)
+    while start < limit:
+        end = start + _DECODED_PIECE
+        if end < limit:
+            cut = text.rfind(" ", start + 1, end)
+            end = cut if cut > start else end
+        piece = text[start:end]
+        if start and piece[:1] == " ":  # the blank between two pieces, which decoding drops
+            pieces.append(" ")
+            piece = piece[1:]
+        pieces.append(_decoded_piece(piece))
+        start = end
+    return "".join(pieces) + text[limit:]
+
+
+def _decoded_piece(text: str) -> str:
     try:
-        return str(make_header(decode_header(text))) + rest
+        return str(make_header(decode_header(text)))
     except (ValueError, LookupError, UnicodeError, MessageError):
         # MessageError: HeaderParseError (bad base64) and CharsetError (bad charset name)
-        return text + rest
+        return text
 
 
 def _addresses(values: list[str]) -> list[dict[str, str]]:

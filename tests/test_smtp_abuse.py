@@ -378,7 +378,8 @@ def test_mime_the_parser_cannot_handle_is_stored_raw_with_parse_error(server: Se
     assert server.store.raw(message_id) == raw
     row = server.store.get(message_id)
     assert row["parse_error"] is not None and "nested deeper than" in row["parse_error"]
-    assert (row["subject"], row["from_address"], row["snippet"]) == ("", "", "")
+    # Over the limit, the header fields are still there (and searchable); the body is not read.
+    assert (row["subject"], row["from_address"], row["snippet"]) == ("deep", "a@example.com", "")
     assert row["size"] == len(raw)
     assert json.loads(row["rcpt_tos"]) == ["rcpt@example.com"]
 
