@@ -1,0 +1,56 @@
+"""A second look at the two-stage ingest and the selector HTTP server, as an attacker.
+
+Each test here failed on the code at e3a1735.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable
+
+from mailtrap import Server
+
+MakeServer = Callable[..., Server]
+
+
+def _smtp_connect(server: Server) -> socket.socket:
+    address = server.smtp_address
+    sock = socket.create_connection((address.host, address.port), timeout=10)
+    sock.recv(1024)  # the banner
+    return sock
+
+
+def _read_replies(sock: socket.socket) -> bytes:
+    """Everything the server says until it closes the connection."""
+    replies = b""
+    while chunk := sock.recv(65536):
+        replies += chunk
+    return replies
+
+
+def test_a_spool_failure_does_not_turn_the_rest_of_data_into_commands(
+    make_server: MakeServer,
+) -> None:
+    """When the spool file cannot be written, the rest of the DATA is content, not commands.
+
+    Otherwise a message past the memory limit carries its own envelope and
+    DATA, stored as a second message nobody sent (SMTP smuggling).
+    """
+    server = make_server()
+    assert server.store.spool_dir is not None
+    shutil.rmtree(server.store.spool_dir)  # a storage failure: the spool file cannot be made
+    # Every line ends with ".\r\n", so the server reads the DATA a line at a time
+    # and the failure comes right after the line that crosses the memory limit.
+    filler = (b"x" * 997 + b".\r\n") * 1100
+    smuggled = (
+        b"RSET\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\n"
+        b"Subject: smuggled\r\n\r\nnobody sent this\r\n.\r\nQUIT\r\n"
+    )
+    with _smtp_connect(server) as sock:
+        sock.sendall(b"EHLO attacker\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+        sock.sendall(b"DATA\r\nSubject: big\r\n\r\n" + filler + smuggled)
+        replies = _read_replies(sock)
+    assert b"\r\n451 " in replies, replies
+    assert b"354 End data" in replies and replies.count(b"354 ") == 1, replies
+    assert server.store.count() == 0
