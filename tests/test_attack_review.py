@@ -5,11 +5,14 @@ Each test here failed on the code at e3a1735.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import time
 from collections.abc import Callable
 
 from mailtrap import Server
+from mailtrap.rows import IncomingMessage
 
 MakeServer = Callable[..., Server]
 
@@ -54,3 +57,34 @@ def test_a_spool_failure_does_not_turn_the_rest_of_data_into_commands(
     assert b"\r\n451 " in replies, replies
     assert b"354 End data" in replies and replies.count(b"354 ") == 1, replies
     assert server.store.count() == 0
+
+
+def test_a_response_that_times_out_closes_the_connection(make_server: MakeServer) -> None:
+    """A client that stops reading loses its connection when a response write times out.
+
+    Otherwise the handler served the next pipelined request after the cut-off
+    response, on a stream the client can no longer parse, and a client that
+    pipelines many requests held a worker for one write timeout per request.
+    """
+    server = make_server(http_body_timeout=0.3)
+    raw = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 8000
+    incoming = IncomingMessage(raw=raw, mail_from="a@example.com", rcpt_tos=["b@example.com"])
+    message_id = server.store.add(incoming).result(timeout=30)
+    address = server.http_address
+    request = (
+        f"GET /api/v1/message/{message_id}/raw HTTP/1.1\r\n"
+        f"Host: {address.host}:{address.port}\r\n\r\n"
+    ).encode()
+    sock = socket.socket()
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # stops reading soon
+        sock.connect((address.host, address.port))
+        sock.sendall(request * 20)
+        time.sleep(1.5)  # the first response's write times out meanwhile
+        sock.settimeout(5)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 200")
+    assert received.count(b"HTTP/1.1 ") == 1

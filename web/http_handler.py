@@ -128,6 +128,11 @@ class RequestHandler(WSGIRequestHandler):
         bodiless = self.command == "HEAD" or self._status in (204, 304) or self._status < 200
         return self._reusable and not self.close_connection and (self._framed or bodiless)
 
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        # A response cut off by a write timeout or a reset: whatever follows on
+        # this connection would be read as the rest of it, so nothing may follow.
+        self.close_connection = True
+
     def handle_expect_100(self) -> bool:
         return True  # Werkzeug's run_wsgi sends the 100 Continue
 
