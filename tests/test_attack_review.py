@@ -8,8 +8,11 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
+
+from test_attack_http_connections import get_json
 
 from mailtrap import Server
 from mailtrap.rows import IncomingMessage
@@ -88,3 +91,36 @@ def test_a_response_that_times_out_closes_the_connection(make_server: MakeServer
                 received += chunk
     assert received.startswith(b"HTTP/1.1 200")
     assert received.count(b"HTTP/1.1 ") == 1
+
+
+def test_pipelined_requests_take_turns_with_other_clients(make_server: MakeServer) -> None:
+    """A connection full of pipelined requests lets a waiting client in between them.
+
+    The handler served every request already buffered before it let go of its
+    worker: one client's 64 KiB of requests went before everybody else's one.
+    """
+    server = make_server(http_workers=1)
+    address = server.http_address
+    request = f"GET /api/v1/messages HTTP/1.1\r\nHost: {address.host}:{address.port}\r\n\r\n"
+    pipelined = request.encode() * 400
+    answered = 0
+    first = threading.Event()
+
+    def read_answers(sock: socket.socket) -> None:
+        nonlocal answered
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answered += chunk.count(b"HTTP/1.1 200")
+                first.set()
+
+    with socket.create_connection((address.host, address.port), timeout=30) as greedy:
+        reader = threading.Thread(target=read_answers, args=(greedy,))
+        reader.start()
+        greedy.sendall(pipelined)
+        assert first.wait(10)
+        status, _ = get_json(server, "/api/v1/messages")
+        answered_before_us = answered
+        greedy.shutdown(socket.SHUT_RDWR)  # the rest is not wanted
+        reader.join(30)
+    assert status == 200
+    assert answered_before_us < 100, f"{answered_before_us} of 400 went first"

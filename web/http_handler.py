@@ -69,8 +69,9 @@ class RequestHandler(WSGIRequestHandler):
             ready = self.request.request_ready(limits.max_header_bytes, limits.prebuffer_body)
         except ValueError:
             ready = False  # the selector answers 431
-        if self._long_lived or not ready:
-            # Wait for the next request in the selector, not in this thread.
+        if self._long_lived or not ready or self.server.pool.others_waiting:
+            # Wait for the next request in the selector, not in this thread; and
+            # let waiting clients go before the rest of a pipelined batch.
             self.keep_alive = True
             self.close_connection = True
 
