@@ -89,7 +89,7 @@ class Summarizer:
                 conn = conn or self._connect(self.path)
                 raw = _stored_raw(conn, seq)
             # Deleted before its turn came: nothing to write, but still done.
-            values = None if raw is None else summary_values(_summary(raw, rcpt_tos))
+            values = None if raw is None else _storable(summary_values(_summary(raw, rcpt_tos)))
             with self._lock:
                 self._done.append(Parsed(seq, message_id, values))
             # Full: the writer has plenty of wake-ups unread already.
@@ -105,6 +105,20 @@ def _summary(raw: bytes, rcpt_tos: list[str]) -> Summary:
     except Exception as error:  # summarize catches parser errors; this is the last net
         log.exception("summarizing a message failed")
         return Summary(parse_error=f"{type(error).__name__}: {error}")
+
+
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    """The values with lone surrogates replaced: SQLite cannot bind them.
+
+    Decoders such as unicode-escape, which a message may name as its charset, let them through.
+    """
+    for name, value in values.items():
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                values[name] = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return values
 
 
 def _stored_raw(conn: sqlite3.Connection, seq: int) -> bytes | None:

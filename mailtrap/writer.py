@@ -252,7 +252,7 @@ class Writer:
                 for item in parsed:
                     if item.values is not None:
                         self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
-        except sqlite3.Error:
+        except Exception:  # whatever it is, the writer must live on to commit messages
             log.exception("writing %d summaries failed; parsed again at restart", len(parsed))
         finally:
             self.conn.execute(f"PRAGMA synchronous = {self.sync}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import smtplib
 import socket
 import threading
 import time
@@ -18,6 +19,8 @@ from mailtrap import Server
 from mailtrap.rows import IncomingMessage
 
 MakeServer = Callable[..., Server]
+
+SIMPLE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: small\r\n\r\nhello\r\n"
 
 
 def _smtp_connect(server: Server) -> socket.socket:
@@ -124,3 +127,24 @@ def test_pipelined_requests_take_turns_with_other_clients(make_server: MakeServe
         reader.join(30)
     assert status == 200
     assert answered_before_us < 100, f"{answered_before_us} of 400 went first"
+
+
+def test_a_summary_with_a_lone_surrogate_does_not_kill_the_writer(make_server: MakeServer) -> None:
+    """A header decoded to a lone surrogate (charset unicode-escape) is stored, not fatal.
+
+    SQLite cannot bind such a string; the error escaped the summary writer and
+    ended the writer process, and every new writer parsed the message again.
+    """
+    server = make_server()
+    address = server.smtp_address
+    poison = b"Subject: =?unicode-escape?q?=5Cudc80?= poison\r\nFrom: a@example.com\r\n\r\nx\r\n"
+    with smtplib.SMTP(address.host, address.port, timeout=10) as client:
+        client.sendmail("a@example.com", ["b@example.com"], poison)
+        writer = server.store._process
+        client.sendmail("a@example.com", ["b@example.com"], SIMPLE)
+    ids = server.store.ids()
+    rows = [server.store.get(message_id) for message_id in ids]
+    assert [row["parsed"] for row in rows] == [1, 1]
+    assert "poison" in rows[0]["subject"]
+    assert rows[1]["subject"] == "small"
+    assert server.store._process is writer and writer is not None and writer.poll() is None
