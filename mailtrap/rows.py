@@ -111,6 +111,19 @@ def summary_values(summary: Summary) -> dict[str, Any]:
     }
 
 
+def storable(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD: SQLite cannot bind them.
+
+    Decoders such as unicode-escape, which a message may name as its charset,
+    let them through.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def _insert(table: str, columns: list[str]) -> str:
     marks = ", ".join(":" + column for column in columns)
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"

@@ -52,6 +52,10 @@ class DataTooLarge(Exception):
     """The DATA section went over the size limit; it was read to its end and dropped."""
 
 
+class SpoolFailed(Exception):
+    """DATA could not be spooled (a full disk, say); it was read to its end and dropped."""
+
+
 async def read_data(
     reader: asyncio.StreamReader, spool: Spool, limit: int, on_progress: Callable[[], object]
 ) -> None:
@@ -61,9 +65,12 @@ async def read_data(
     the section: ``LF . CRLF`` and ``CR . CRLF`` (SMTP smuggling) are plain
     content. Past ``limit`` bytes on the wire the rest is read and dropped, so
     memory stays bounded, and :class:`DataTooLarge` is raised at the end.
+    A spool that cannot be written is dropped likewise (:class:`SpoolFailed`):
+    the rest of the section must not be read as commands (SMTP smuggling).
     """
     unstuffer = Unstuffer()
     size = 0
+    failure: OSError | None = None
     tail = b"\r\n"  # DATA starts at the beginning of a line
     while True:
         try:
@@ -81,14 +88,20 @@ async def read_data(
         if finished:
             chunk = chunk[:-3]  # the CRLF before the dot belongs to the message
         size += len(chunk)
-        if limit and size > limit:
+        if (limit and size > limit) or failure is not None:
             spool.discard()
         else:
-            spool.write(unstuffer.feed(chunk))
+            try:
+                spool.write(unstuffer.feed(chunk))
+            except OSError as error:
+                failure = error
+                spool.discard()
         if finished:
             break
     if limit and size > limit:
         raise DataTooLarge(size)
+    if failure is not None:
+        raise SpoolFailed() from failure
 
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -406,6 +419,11 @@ class MailtrapSMTP(SMTP):
             except DataTooLarge:
                 self._set_post_data_state()
                 await self.push(REPLY_TOO_BIG)
+                return
+            except SpoolFailed:
+                log.exception("could not spool a message from %s", self.session.peer)
+                self._set_post_data_state()
+                await self.push(REPLY_STORAGE_FAILED)
                 return
             finally:
                 self._in_data = False

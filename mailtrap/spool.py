@@ -8,6 +8,7 @@ then copies the file into the database in chunks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -79,8 +80,10 @@ class Spool:
         self.size = 0
         self._memory = bytearray()
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            # Closing flushes, which fails again on a full disk; the file goes anyway.
+            with contextlib.suppress(OSError):
+                file.close()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None

@@ -9,6 +9,7 @@ of other clients' messages instead of stopping them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
@@ -22,7 +23,7 @@ from typing import Any
 
 from mailtrap.mime import Summary, summarize
 from mailtrap.part_index import PartIndex, make_part_index
-from mailtrap.rows import summary_values
+from mailtrap.rows import storable, summary_values
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,8 @@ class Summarizer:
             # Deleted before its turn came: nothing to write, but still done.
             parsed = Parsed(seq, message_id, None)
             if raw is not None:
-                parsed = Parsed(
-                    seq, message_id, summary_values(_summary(raw, rcpt_tos)), make_part_index(raw)
-                )
+                values = _storable(summary_values(_summary(raw, rcpt_tos)))
+                parsed = Parsed(seq, message_id, values, _storable_index(make_part_index(raw)))
             with self._lock:
                 self._done.append(parsed)
             # Full: the writer has plenty of wake-ups unread already.
@@ -111,6 +111,23 @@ def _summary(raw: bytes, rcpt_tos: list[str]) -> Summary:
     except Exception as error:  # summarize catches parser errors; this is the last net
         log.exception("summarizing a message failed")
         return Summary(parse_error=f"{type(error).__name__}: {error}")
+
+
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    """The values with lone surrogates replaced (see :func:`mailtrap.rows.storable`)."""
+    return {
+        name: storable(value) if isinstance(value, str) else value for name, value in values.items()
+    }
+
+
+def _storable_index(index: PartIndex) -> PartIndex:
+    parts = [
+        dataclasses.replace(
+            part, filename=storable(part.filename), content_id=storable(part.content_id)
+        )
+        for part in index.parts
+    ]
+    return dataclasses.replace(index, parts=parts)
 
 
 def _stored_raw(conn: sqlite3.Connection, seq: int) -> bytes | None:

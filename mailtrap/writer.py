@@ -243,22 +243,44 @@ class Writer:
         Committed without an fsync of its own (synchronous NORMAL): the next
         acknowledged write syncs the log, and a summary lost in a power cut
         is parsed again at the next start (its row still says ``parsed = 0``).
+        If the batch fails, each is written alone, and one that cannot be
+        written is marked parsed with the reason, so it is not tried forever.
         """
         if not parsed:
             return []
         try:
             self.conn.execute("PRAGMA synchronous = NORMAL")
-            with self.conn:
-                self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_parsed(parsed)
+            except Exception:  # whatever it is, the writer must live on to commit messages
                 for item in parsed:
-                    if item.values is not None and item.index is not None:
-                        self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
-                        write_part_index(self.conn, item.seq, item.index)
-        except sqlite3.Error:
-            log.exception("writing %d summaries failed; parsed again at restart", len(parsed))
+                    self._write_parsed_alone(item)
         finally:
             self.conn.execute(f"PRAGMA synchronous = {self.sync}")
         return [item.message_id for item in parsed]
+
+    def _write_parsed(self, parsed: list[Parsed]) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for item in parsed:
+                if item.values is not None and item.index is not None:
+                    self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
+                    write_part_index(self.conn, item.seq, item.index)
+
+    def _write_parsed_alone(self, item: Parsed) -> None:
+        try:
+            self._write_parsed([item])
+        except Exception as error:
+            log.exception("writing the summary of %s failed", item.message_id)
+            reason = f"summary not stored: {type(error).__name__}"
+            try:
+                with self.conn:
+                    self.conn.execute(
+                        "UPDATE messages SET parsed = 1, parse_error = ? WHERE seq = ?",
+                        [reason, item.seq],
+                    )
+            except sqlite3.Error:
+                log.exception("marking %s parsed failed; parsed again at restart", item.message_id)
 
     # -- pruning -------------------------------------------------------------
 

@@ -274,3 +274,27 @@ def test_a_message_deleted_before_it_was_parsed_holds_up_no_read(make_server: Ma
         time.sleep(0.01)
     assert not server.store._unparsed
     assert [row["subject"] for row in server.store.page(parse("")).rows] == ["slow to parse"]
+
+
+def test_a_file_name_that_decodes_to_a_lone_surrogate_keeps_the_summary(make_server: MakeServer):
+    # RFC 2231 lets a message name its charset; unicode-escape yields text
+    # SQLite cannot store. The summary and the part index must survive it.
+    server = make_server()
+    raw = (
+        b"From: a@example.com\r\nTo: b@example.com\r\nSubject: odd name\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--B\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename*=unicode-escape''%5Cud800.bin\r\n\r\n"
+        b"data\r\n--B--\r\n"
+    )
+    with smtplib.SMTP(*smtp_address(server), timeout=30) as client:
+        client.sendmail("a@example.com", ["b@example.com"], raw)
+    (message_id,) = server.store.ids()
+    row = server.store.get(message_id)
+    assert (row["subject"], row["parsed"], row["attachments"]) == ("odd name", 1, 1)
+    names = server.store.reader.execute(
+        "SELECT filename FROM parts JOIN messages USING (seq) WHERE id = ? ORDER BY position",
+        [message_id],
+    )
+    assert [name for (name,) in names] == ["", "\ufffd.bin"]

@@ -69,8 +69,9 @@ class RequestHandler(WSGIRequestHandler):
             ready = self.request.request_ready(limits.max_header_bytes, limits.prebuffer_body)
         except ValueError:
             ready = False  # the selector answers 431
-        if self._long_lived or not ready:
-            # Wait for the next request in the selector, not in this thread.
+        if self._long_lived or not ready or self.server.pool.others_waiting:
+            # Wait for the next request in the selector, not in this thread; and
+            # let waiting clients go before the rest of a pipelined batch.
             self.keep_alive = True
             self.close_connection = True
 
@@ -127,6 +128,11 @@ class RequestHandler(WSGIRequestHandler):
     def _can_keep_alive(self) -> bool:
         bodiless = self.command == "HEAD" or self._status in (204, 304) or self._status < 200
         return self._reusable and not self.close_connection and (self._framed or bodiless)
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        # A response cut off by a write timeout or a reset: whatever follows on
+        # this connection would be read as the rest of it, so nothing may follow.
+        self.close_connection = True
 
     def handle_expect_100(self) -> bool:
         return True  # Werkzeug's run_wsgi sends the 100 Continue

@@ -86,6 +86,11 @@ class WorkerPool:
                 return
         connection.close()
 
+    @property
+    def others_waiting(self) -> bool:
+        """Whether connections wait for a thread (a worker then lets go of its own)."""
+        return bool(self._queue)
+
     def enter_stream(self) -> bool:
         """Move the calling worker from the ordinary count to the streams; False when full."""
         with self._ready:
