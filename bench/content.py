@@ -54,6 +54,7 @@ def load_before(revision: str) -> types.ModuleType:
     spec = importlib.util.spec_from_loader(f"mime_{revision}", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     exec(compile(source, f"{revision}:mailtrap/mime.py", "exec"), module.__dict__)
     return module
 

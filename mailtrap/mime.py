@@ -52,10 +52,11 @@ MAX_PARAMETER_HEADER = 8 * 1024
 # this bounds the memory and time of decoding a body of any size.
 MAX_TEXT_BODY = 4 * MAX_SEARCH_TEXT
 # CPU seconds (this thread's) that reading one message's body may take. An ordinary
-# message takes a few milliseconds, a 3.8 MB HTML newsletter 0.3-0.5 s (its first
-# MAX_SEARCH_TEXT characters of text are read); a hostile message costs the writer
-# at most about this, then keeps its header fields and what was read so far.
-DEFAULT_CPU_BUDGET = 0.5
+# message takes a few milliseconds; the costliest honest one, a multi-megabyte HTML
+# body, 0.25-0.5 s on a loaded 2-core machine (up to MAX_SEARCH_TEXT characters of
+# text are read), so twice that. A hostile message costs at most about this, then
+# keeps its header fields and what was read so far.
+DEFAULT_CPU_BUDGET = 1.0
 
 Raw = bytes | mmap.mmap  # a message in memory, or spooled to a file and mapped
 

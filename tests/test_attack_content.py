@@ -391,3 +391,19 @@ def test_an_over_limit_message_is_found_by_its_subject_and_sender(server: Server
     assert [m["ID"] for m in api.search("subject:hostile")["messages"]] == [message_id]
     assert [m["ID"] for m in api.search("from:eve@example.com")["messages"]] == [message_id]
     assert api.message(message_id)["From"] == {"Name": "Eve", "Address": "eve@example.com"}
+
+
+def test_the_message_view_reads_list_unsubscribe_in_linear_time():
+    # Every open of a message lists the links of its List-Unsubscribe header.
+    from mailtrap.message import _unsubscribe_links
+
+    def links(header: bytes) -> None:
+        _unsubscribe_links(header.decode())
+
+    assert_linear(
+        links,
+        {
+            "unclosed http links": (lambda n: b"<http://" * n, 2_000),
+            "unclosed mailto links": (lambda n: b"< mailto:a" * n, 2_000),
+        },
+    )

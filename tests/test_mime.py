@@ -332,3 +332,8 @@ def test_split_multipart_cuts_at_delimiter_lines_only():
 def test_split_multipart_takes_a_missing_closing_delimiter_as_the_end():
     assert split_multipart(b"--b\nfirst\n--b\nsecond\n", "b") == [b"first", b"second\n"]
     assert split_multipart(b"no delimiter at all", "b") == []
+
+
+def test_a_message_or_part_without_header_fields_is_summarized():
+    summary = summarize(b"\r\nno header fields at all\r\n")
+    assert (summary.parse_error, summary.snippet) == (None, "no header fields at all")
