@@ -148,3 +148,17 @@ def test_a_summary_with_a_lone_surrogate_does_not_kill_the_writer(make_server: M
     assert "poison" in rows[0]["subject"]
     assert rows[1]["subject"] == "small"
     assert server.store._process is writer and writer is not None and writer.poll() is None
+
+
+def test_a_malformed_chunked_body_is_a_400_not_a_500(make_server: MakeServer) -> None:
+    server = make_server()
+    address = server.http_address
+    request = (
+        f"POST /api/v1/send HTTP/1.1\r\nHost: {address.host}:{address.port}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    ).encode()
+    with socket.create_connection((address.host, address.port), timeout=10) as sock:
+        sock.sendall(request)
+        response = _read_replies(sock)
+    assert response.startswith(b"HTTP/1.1 400 "), response[:200]
+    assert b"chunk" in response.split(b"\r\n\r\n", 1)[1]

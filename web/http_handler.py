@@ -16,7 +16,8 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import WSGIRequestHandler
+from werkzeug.exceptions import BadRequest
+from werkzeug.serving import DechunkedInput, WSGIRequestHandler
 
 from mailtrap.web.http_connection import (
     Connection,
@@ -30,6 +31,16 @@ if TYPE_CHECKING:
     from mailtrap.web.http_server import SelectorWSGIServer
 
 log = logging.getLogger(__name__)
+
+
+class _Dechunked(DechunkedInput):
+    """Werkzeug's chunked body reader, with bad framing answered 400 rather than 500."""
+
+    def readinto(self, buf: bytearray) -> int:  # type: ignore[override]
+        try:
+            return super().readinto(buf)
+        except OSError as error:  # how Werkzeug reports a bad chunk header, or a hang-up
+            raise BadRequest(f"invalid chunked request body: {error}") from None
 
 
 class RequestHandler(WSGIRequestHandler):
@@ -110,6 +121,8 @@ class RequestHandler(WSGIRequestHandler):
         # After the response Werkzeug reads rfile until the socket is quiet, which
         # would swallow a pipelined request; run_wsgi skips the unread body instead.
         self.rfile = io.BytesIO()  # type: ignore[assignment]
+        if isinstance(environ["wsgi.input"], DechunkedInput):
+            environ["wsgi.input"] = _Dechunked(self._body)
         return environ
 
     def send_response(self, code: int, message: str | None = None) -> None:
