@@ -6,7 +6,9 @@ Each test here failed on the code at e3a1735.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import smtplib
 import socket
 import threading
@@ -17,6 +19,7 @@ from test_attack_http_connections import get_json
 
 from mailtrap import Server
 from mailtrap.rows import IncomingMessage
+from mailtrap.search import parse
 
 MakeServer = Callable[..., Server]
 
@@ -162,3 +165,25 @@ def test_a_malformed_chunked_body_is_a_400_not_a_500(make_server: MakeServer) ->
         response = _read_replies(sock)
     assert response.startswith(b"HTTP/1.1 400 "), response[:200]
     assert b"chunk" in response.split(b"\r\n\r\n", 1)[1]
+
+
+def test_a_read_after_the_writer_died_mid_parse_gets_the_summary(make_server: MakeServer) -> None:
+    """A writer that dies while idle is replaced when a read waits for its summaries.
+
+    Only a write restarted it: until then the message stayed unparsed, and
+    the first read waited out the whole settle timeout before showing it so.
+    """
+    server = make_server()
+    address = server.smtp_address
+    slow = (
+        b"From: slow@example.com\r\nTo: b@example.com\r\nSubject: slow to parse\r\n"
+        b"Content-Type: text/html\r\n\r\n" + b"<b>x</b><i>y</i>\r\n" * 800_000
+    )
+    with smtplib.SMTP(address.host, address.port, timeout=60) as client:
+        client.sendmail("slow@example.com", ["b@example.com"], slow)
+    writer = server.store._process
+    assert writer is not None
+    os.kill(writer.pid, signal.SIGKILL)  # while it parses
+    writer.wait(10)
+    (row,) = server.store.page(parse("")).rows
+    assert row["subject"] == "slow to parse"
