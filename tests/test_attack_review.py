@@ -6,6 +6,7 @@ Each test here failed on the code at e3a1735.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -15,7 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from test_attack_http_connections import get_json
+from web_clients import events, next_frame, wait_until
 
 from mailtrap import Server
 from mailtrap.rows import IncomingMessage
@@ -187,3 +190,21 @@ def test_a_read_after_the_writer_died_mid_parse_gets_the_summary(make_server: Ma
     writer.wait(10)
     (row,) = server.store.page(parse("")).rows
     assert row["subject"] == "slow to parse"
+
+
+def test_a_websocket_that_ends_logs_no_error(
+    make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A websocket closed by its client ends quietly.
+
+    simple-websocket closes the socket when its session ends, and Werkzeug
+    then writes the route's empty response to it: every websocket that ended
+    logged "Error on request" with a traceback (Bad file descriptor).
+    """
+    server = make_server()
+    with caplog.at_level(logging.INFO), events(server) as client:
+        assert next_frame(client)["Type"] == "stats"
+    wait_until(lambda: not server.store.hub.has_subscribers)
+    server.stop()
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert not errors
