@@ -396,6 +396,12 @@ class Store:
         """
         if not self._unparsed:
             return
+        process = self._process
+        if process is not None and process.poll() is not None and self._dispatcher is not None:
+            # The writer died with summaries to write, and nothing restarts it
+            # until the next write: this empty one does, and the new writer
+            # parses what the dead one left.
+            self.set_read([], True)
         deadline = time.monotonic() + timeout
         with self._parsed:
             waiting = set(self._unparsed)

@@ -6,17 +6,23 @@ Each test here failed on the code at e3a1735.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import shutil
+import signal
 import smtplib
 import socket
 import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from test_attack_http_connections import get_json
+from web_clients import events, next_frame, wait_until
 
 from mailtrap import Server
 from mailtrap.rows import IncomingMessage
+from mailtrap.search import parse
 
 MakeServer = Callable[..., Server]
 
@@ -148,3 +154,57 @@ def test_a_summary_with_a_lone_surrogate_does_not_kill_the_writer(make_server: M
     assert "poison" in rows[0]["subject"]
     assert rows[1]["subject"] == "small"
     assert server.store._process is writer and writer is not None and writer.poll() is None
+
+
+def test_a_malformed_chunked_body_is_a_400_not_a_500(make_server: MakeServer) -> None:
+    server = make_server()
+    address = server.http_address
+    request = (
+        f"POST /api/v1/send HTTP/1.1\r\nHost: {address.host}:{address.port}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    ).encode()
+    with socket.create_connection((address.host, address.port), timeout=10) as sock:
+        sock.sendall(request)
+        response = _read_replies(sock)
+    assert response.startswith(b"HTTP/1.1 400 "), response[:200]
+    assert b"chunk" in response.split(b"\r\n\r\n", 1)[1]
+
+
+def test_a_read_after_the_writer_died_mid_parse_gets_the_summary(make_server: MakeServer) -> None:
+    """A writer that dies while idle is replaced when a read waits for its summaries.
+
+    Only a write restarted it: until then the message stayed unparsed, and
+    the first read waited out the whole settle timeout before showing it so.
+    """
+    server = make_server()
+    address = server.smtp_address
+    slow = (
+        b"From: slow@example.com\r\nTo: b@example.com\r\nSubject: slow to parse\r\n"
+        b"Content-Type: text/html\r\n\r\n" + b"<b>x</b><i>y</i>\r\n" * 800_000
+    )
+    with smtplib.SMTP(address.host, address.port, timeout=60) as client:
+        client.sendmail("slow@example.com", ["b@example.com"], slow)
+    writer = server.store._process
+    assert writer is not None
+    os.kill(writer.pid, signal.SIGKILL)  # while it parses
+    writer.wait(10)
+    (row,) = server.store.page(parse("")).rows
+    assert row["subject"] == "slow to parse"
+
+
+def test_a_websocket_that_ends_logs_no_error(
+    make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A websocket closed by its client ends quietly.
+
+    simple-websocket closes the socket when its session ends, and Werkzeug
+    then writes the route's empty response to it: every websocket that ended
+    logged "Error on request" with a traceback (Bad file descriptor).
+    """
+    server = make_server()
+    with caplog.at_level(logging.INFO), events(server) as client:
+        assert next_frame(client)["Type"] == "stats"
+    wait_until(lambda: not server.store.hub.has_subscribers)
+    server.stop()
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert not errors

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import WSGIRequestHandler
+from werkzeug.exceptions import BadRequest
+from werkzeug.serving import DechunkedInput, WSGIRequestHandler
 
 from mailtrap.web.http_connection import (
     Connection,
@@ -30,6 +32,16 @@ if TYPE_CHECKING:
     from mailtrap.web.http_server import SelectorWSGIServer
 
 log = logging.getLogger(__name__)
+
+
+class _Dechunked(DechunkedInput):
+    """Werkzeug's chunked body reader, with bad framing answered 400 rather than 500."""
+
+    def readinto(self, buf: bytearray) -> int:  # type: ignore[override]
+        try:
+            return super().readinto(buf)
+        except OSError as error:  # how Werkzeug reports a bad chunk header, or a hang-up
+            raise BadRequest(f"invalid chunked request body: {error}") from None
 
 
 class RequestHandler(WSGIRequestHandler):
@@ -95,11 +107,14 @@ class RequestHandler(WSGIRequestHandler):
         self._framed = False
         self.rfile = self._body  # type: ignore[assignment]  # make_environ's wsgi.input
         self._in_app = True
+        self._websocket_socket: socket.socket | None = None
         try:
             super().run_wsgi()
         finally:
             self._in_app = False
             self.rfile = self.reader  # type: ignore[assignment]
+            if self._websocket_socket is not None:  # closed already, unless refused
+                self._websocket_socket.close()
         # A body the app left unread is skipped, if small, so the next request can follow.
         reusable = self._reusable and self._body.discard(limits.drain_body)
         self.close_connection = self.close_connection or not reusable
@@ -110,6 +125,13 @@ class RequestHandler(WSGIRequestHandler):
         # After the response Werkzeug reads rfile until the socket is quiet, which
         # would swallow a pipelined request; run_wsgi skips the unread body instead.
         self.rfile = io.BytesIO()  # type: ignore[assignment]
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            # simple-websocket closes the socket it is given when the session
+            # ends, and Werkzeug then writes the route's empty response: to a
+            # duplicate of ours, as it was to Werkzeug's own server's file object.
+            environ["werkzeug.socket"] = self._websocket_socket = self.connection.dup()
+        if isinstance(environ["wsgi.input"], DechunkedInput):
+            environ["wsgi.input"] = _Dechunked(self._body)
         return environ
 
     def send_response(self, code: int, message: str | None = None) -> None:
