@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -363,7 +363,7 @@ class Store:
                     in_flight.answered.set()
                 return
             if answer[0] == "parsed":
-                self._on_parsed(answer[1])
+                self._guarded(self._on_parsed, answer[1])
                 continue
             _, outcomes, self.commits, pruned = answer
             in_flight, self._in_flight = self._in_flight, None
@@ -375,18 +375,28 @@ class Store:
                 self._finish(job, value if ok else StorageError(f"could not write: {value}"))
             in_flight.answered.set()
             if self.hub.has_subscribers:
-                self._publish(in_flight.jobs, outcomes, pruned)
+                self._guarded(self._publish, in_flight.jobs, outcomes, pruned)
+
+    def _guarded(self, function: Callable[..., None], *args: Any) -> None:
+        """Run an event step; should it fail, this thread must live on, or no write is answered."""
+        try:
+            function(*args)
+        except Exception:
+            log.exception("publishing events failed")
 
     def _on_parsed(self, ids: list[str]) -> None:
-        with self._parsed:
-            self._unparsed.difference_update(ids)
-            self._parsed.notify_all()
-        if self.hub.has_subscribers:
-            for message_id in ids:
-                try:
-                    self.hub.publish("new", summary(self._row(message_id)))
-                except MessageNotFound:  # pruned or deleted in the same breath
-                    continue
+        # Announced before reads stop waiting: whoever settle() lets through has had the event.
+        try:
+            if self.hub.has_subscribers:
+                for message_id in ids:
+                    try:
+                        self.hub.publish("new", summary(self._row(message_id)))
+                    except MessageNotFound:  # pruned or deleted in the same breath
+                        continue
+        finally:
+            with self._parsed:
+                self._unparsed.difference_update(ids)
+                self._parsed.notify_all()
 
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Wait until every message acknowledged so far has its summary written.

@@ -6,6 +6,8 @@ Each test here failed on the code at e3a1735.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import logging
 import os
 import shutil
@@ -208,3 +210,18 @@ def test_a_websocket_that_ends_logs_no_error(
     server.stop()
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert not errors
+
+
+@pytest.mark.parametrize("key", [None, "", "not base64!", "c2hvcnQ="])
+def test_a_websocket_handshake_without_a_valid_key_is_a_400_not_a_500(
+    server: Server, key: str | None
+):
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    if key is not None:
+        headers["Sec-WebSocket-Key"] = key
+    connection = http.client.HTTPConnection(server.http_address.host, server.http_address.port)
+    connection.request("GET", "/api/events", headers=headers)
+    response = connection.getresponse()
+    assert response.status == 400
+    assert "Sec-WebSocket-Key" in json.loads(response.read())["Error"]
+    connection.close()

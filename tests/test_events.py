@@ -53,6 +53,7 @@ def incoming(subject: str = "Hello") -> IncomingMessage:
 def add(server: Server, count: int = 1) -> list[str]:
     futures = [server.store.add(incoming(f"Message {n}")) for n in range(count)]
     wait(futures, timeout=30)
+    server.store.settle()  # their `new` events are out too: none arrives late
     return [future.result() for future in futures]
 
 

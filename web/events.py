@@ -10,6 +10,8 @@ the last change. The Origin was checked before the handshake
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from flask import Flask, abort, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from wsproto.frame_protocol import CloseReason
@@ -121,6 +123,13 @@ def register(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = SERVER_OPTIONS
     sock = Sock(app)
 
+    @app.before_request
+    def refuse_broken_handshakes() -> None:
+        # wsproto raises on a handshake without a valid key; say so instead of a 500.
+        handshake = request.path.endswith("/api/events") and request.headers.get("Upgrade")
+        if handshake and not _valid_key(request.headers.get("Sec-WebSocket-Key", "")):
+            abort(400, "a websocket handshake needs a Sec-WebSocket-Key of 16 bytes")
+
     @sock.route("/api/events")
     def events(ws: WebSocket) -> None:
         store = server.store
@@ -129,3 +138,11 @@ def register(app: Flask) -> None:
                 EventStream(ws, subscription, lambda: mailbox_stats(store), stopping).run()
             except ConnectionClosed:
                 log.debug("websocket client went away")
+
+
+def _valid_key(key: str) -> bool:
+    """RFC 6455 4.1: the key is 16 random bytes, base64-encoded."""
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False

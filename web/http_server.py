@@ -212,18 +212,28 @@ class SelectorWSGIServer(BaseWSGIServer):
         try:
             while not self._stop.is_set():
                 for key, _ in selector.select(self._next_timeout()):
-                    if key.data is _Listener:
-                        self._accept()
-                    elif key.data is _Wake:
-                        self._take_returned()
-                    else:
-                        self._receive(key.data)
+                    self._handle_event(key.data)
                 self._expire()
         finally:
             for connection in list(self._waiting):
                 self._drop(connection)
             selector.close()
             self._stopped.set()
+
+    def _handle_event(self, target: object) -> None:
+        # This one thread serves every connection: nothing one of them does may end it.
+        try:
+            if target is _Listener:
+                self._accept()
+            elif target is _Wake:
+                self._take_returned()
+            else:
+                assert isinstance(target, Connection)
+                self._receive(target)
+        except Exception:
+            log.exception("HTTP: error handling a connection event")
+            if isinstance(target, Connection):
+                self._drop(target)
 
     def _accept(self) -> None:
         now = time.monotonic()
@@ -234,7 +244,10 @@ class SelectorWSGIServer(BaseWSGIServer):
                 return
             except OSError as error:
                 if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
+                    # accept(2): errors of the network or of the new connection
+                    # (EPROTO, ENETDOWN, EHOSTUNREACH...) are to be retried.
+                    log.info("HTTP: accept failed (%s); retrying", error.strerror)
+                    return
                 log.warning("HTTP: cannot accept connections (%s); pausing", error.strerror)
                 self._selector.unregister(self.socket)
                 self._accept_resumes = now + ACCEPT_PAUSE
