@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -186,14 +187,16 @@ class Writer:
 
     # -- batches -------------------------------------------------------------
 
-    def apply_batch(self, batch: list[Operation]) -> list[Outcome]:
-        """Apply a batch in one transaction; if it fails, each operation on its own.
+    def apply_batch(self, batch: list[Operation], parsed: Sequence[Parsed] = ()) -> list[Outcome]:
+        """Apply a batch (and write ``parsed`` summaries) in one transaction.
 
-        One bad write must not fail its neighbours.
+        If that fails, each operation on its own, and the summaries apart:
+        one bad write must not fail its neighbours.
         """
         try:
-            results = self._transaction(batch)
+            results = self._transaction(batch, parsed)
         except Exception:
+            self.apply_parsed(list(parsed))
             return [self._apply_alone(operation) for operation in batch]
         return [(True, result) for result in results]
 
@@ -205,13 +208,14 @@ class Writer:
             return (False, f"{type(error).__name__}: {error}")
         return (True, result)
 
-    def _transaction(self, batch: list[Operation]) -> list[Any]:
+    def _transaction(self, batch: list[Operation], parsed: Sequence[Parsed] = ()) -> list[Any]:
         count, pruned = self.count, len(self.pruned)
         self._added = []
         try:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
                 results = [getattr(self, "op_" + name)(*args) for name, args in batch]
+                self._write_parsed_rows(parsed)
                 # Pruned in the same transaction, so no reader ever sees more
                 # than max_messages.
                 if self.over_limit:
@@ -262,10 +266,13 @@ class Writer:
     def _write_parsed(self, parsed: list[Parsed]) -> None:
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            for item in parsed:
-                if item.values is not None and item.index is not None:
-                    self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
-                    write_part_index(self.conn, item.seq, item.index)
+            self._write_parsed_rows(parsed)
+
+    def _write_parsed_rows(self, parsed: Sequence[Parsed]) -> None:
+        for item in parsed:
+            if item.values is not None and item.index is not None:
+                self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
+                write_part_index(self.conn, item.seq, item.index)
 
     def _write_parsed_alone(self, item: Parsed) -> None:
         try:
@@ -333,12 +340,19 @@ class Writer:
         try:
             while True:
                 ready = wait([pipe, wake], MAINTENANCE_INTERVAL)
+                parsed: list[Parsed] = []
                 if pipe in ready:
                     batch = receive_batch(pipe)
-                    outcomes = self.apply_batch(batch)
+                    # Under load (several clients in one batch), summaries ready by
+                    # now share the batch's transaction: one commit instead of two.
+                    # A lone client's 250 does not wait for them.
+                    parsed = self.summarizer.take_done() if len(batch) > 1 else []
+                    outcomes = self.apply_batch(batch, parsed)
                     pipe.send(("batch", outcomes, self.commits, self.take_pruned()))
                     self.parse_committed()
-                if wake in ready:
+                    if parsed:
+                        pipe.send(("parsed", [item.message_id for item in parsed]))
+                if not parsed and (wake in ready or pipe in ready):
                     ids = self.apply_parsed(self.summarizer.take_done())
                     if ids:
                         pipe.send(("parsed", ids))
