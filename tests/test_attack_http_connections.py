@@ -214,6 +214,26 @@ def test_long_polls_cannot_take_the_threads_of_ordinary_requests(
         assert get_json(server, "/api/v1/messages")[0] == 200
 
 
+def test_one_address_cannot_take_every_stream(
+    make_server: Callable[..., Server], sockets: Callable[..., socket.socket]
+) -> None:
+    # Half of --http-max-streams per client address: the rest stays for others.
+    server = make_server(http_max_streams=4)
+    waiting = "/api/v1/search?query=subject:never&wait=30"
+    polls = [sockets(server, ATTACKERS[0]) for _ in range(2)]
+    for sock in polls:
+        sock.sendall(head(server, "GET", waiting))
+    assert wait_until(lambda: len(server.store.hub._subscribers) == 2, timeout=10)
+    extra = sockets(server, ATTACKERS[0])
+    extra.sendall(head(server, "GET", waiting))
+    response = read_until_closed(extra)
+    assert status_of(response) == 503
+    assert b"your address" in response
+    # Another address still gets a stream: its websocket connects and is served.
+    with events(server) as client:
+        assert next_frame(client)["Type"] == "stats"
+
+
 def test_keep_alive_serves_two_requests_on_one_connection(server: Server) -> None:
     address = server.http_address
     connection = http.client.HTTPConnection(address.host, address.port, timeout=10)

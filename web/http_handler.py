@@ -95,8 +95,11 @@ class RequestHandler(WSGIRequestHandler):
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         websocket = self.headers.get("Upgrade", "").lower() == "websocket"
         self._long_lived = self.server.is_long_lived(self.path, self.headers)
-        if self._long_lived and not self.server.pool.enter_stream():
-            message = "too many websockets and long polls open (see --http-max-streams)"
+        if self._long_lived and not self.server.pool.enter_stream(self.client_address[0]):
+            message = (
+                "too many websockets and long polls open, or half of them from your address"
+                " (see --http-max-streams)"
+            )
             log.warning("HTTP request from %s refused: %s", self.client_address[0], message)
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, message)
             return

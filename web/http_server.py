@@ -73,6 +73,7 @@ class WorkerPool:
         self._ordinary = 0  # threads counted against `workers`, idle ones included
         self._idle = 0
         self._streams = 0
+        self._streams_of: dict[str, int] = {}  # client address: streams it holds
         self._threads: set[threading.Thread] = set()
         self._local = threading.local()
         self._closed = False
@@ -91,14 +92,19 @@ class WorkerPool:
         """Whether connections wait for a thread (a worker then lets go of its own)."""
         return bool(self._queue)
 
-    def enter_stream(self) -> bool:
-        """Move the calling worker from the ordinary count to the streams; False when full."""
+    def enter_stream(self, address: str) -> bool:
+        """Move the calling worker from the ordinary count to the streams; False when full.
+
+        One client address may hold at most half of them, so another always finds room.
+        """
         with self._ready:
-            if self._streams >= self._max_streams:
+            mine = self._streams_of.get(address, 0)
+            if self._streams >= self._max_streams or mine >= max(1, self._max_streams // 2):
                 return False
             self._streams += 1
+            self._streams_of[address] = mine + 1
             self._ordinary -= 1
-            self._local.stream = True
+            self._local.stream = address
             self._grow()
         return True
 
@@ -126,7 +132,7 @@ class WorkerPool:
             thread.start()
 
     def _work(self) -> None:
-        self._local.stream = False
+        self._local.stream = None  # the client address, once this thread serves a stream
         while True:
             with self._ready:
                 self._idle += 1
@@ -142,10 +148,14 @@ class WorkerPool:
             except Exception:
                 log.exception("error serving an HTTP connection")
                 connection.close()
-            if self._local.stream:
+            address = self._local.stream
+            if address is not None:
                 # A stream's thread was replaced in the ordinary count when it started.
                 with self._ready:
                     self._streams -= 1
+                    self._streams_of[address] -= 1
+                    if not self._streams_of[address]:
+                        del self._streams_of[address]
                     self._threads.discard(threading.current_thread())
                 return
 
