@@ -10,6 +10,7 @@ this process, and WAL mode keeps them from blocking the writer.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import queue
@@ -134,6 +135,9 @@ class Store:
         self._unparsed: set[str] = set()
         self._parsed = threading.Condition()
         self.spool_dir: Path | None = None
+        # Unique across stores and restarts without a system call per message.
+        self._receipt_prefix = secrets.token_hex(6) + "-"
+        self._receipts = itertools.count()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -286,7 +290,7 @@ class Store:
     def _send(self, batch: list[_Job]) -> None:
         for job in batch:
             if job.name == "add":
-                job.args[0].receipt = secrets.token_hex(8)
+                job.args[0].receipt = f"{self._receipt_prefix}{next(self._receipts)}"
         # A writer that dies with a batch in hand may have committed some of
         # it: those are found by their receipts, and the rest is sent once more.
         for retries_left in (1, 0):
