@@ -6,11 +6,13 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from api_client import Api, plain, send
 
 from mailtrap import Server
+from mailtrap.errors import StorageError
 
 MIXED = (
     b"From: Shop <shop@example.com>\r\nTo: you@example.com\r\nSubject: Your order\r\n"
@@ -371,3 +373,20 @@ def test_every_api_error_is_json_never_a_traceback(server: Server, api: Api):
         server.store.raw_chunks = original  # type: ignore[method-assign]
     assert reply.status == 500
     assert json.loads(reply.body) == {"Error": "internal error"}
+
+
+@pytest.mark.parametrize("path", ["/view/{}.html", "/view/{}.txt"])
+def test_a_store_failure_in_a_view_is_a_503_not_a_500(server: Server, api: Api, path: str):
+    message_id = send(server, plain("x"))
+    original = server.store.source
+
+    def unavailable(_: str) -> Any:
+        raise StorageError("database is locked")
+
+    server.store.source = unavailable  # type: ignore[method-assign]
+    try:
+        reply = api.get(path.format(message_id))
+    finally:
+        server.store.source = original  # type: ignore[method-assign]
+    assert reply.status == 503
+    assert json.loads(reply.body) == {"Error": "the message store is unavailable; try again"}

@@ -12,7 +12,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from mailtrap import __version__
-from mailtrap.errors import MessageNotFound
+from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.web import api, events, security, ui
 from mailtrap.web.webroot import at_webroot
 
@@ -75,6 +75,12 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(MessageNotFound)
     def not_found(error: MessageNotFound) -> Any:
         return jsonify({"Error": f"message not found: {error}"}), 404
+
+    @app.errorhandler(StorageError)
+    def store_unavailable(error: StorageError) -> Any:
+        # As in the API: the database is away for a moment, not a bug of ours.
+        log.error("storage error answering a request: %s", error)
+        return jsonify({"Error": "the message store is unavailable; try again"}), 503
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:
