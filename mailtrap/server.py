@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mailtrap.auth import Credentials, LoginGate
 from mailtrap.config import Address, Config
 from mailtrap.errors import ListenError
-from mailtrap.pop3_server import Pop3Service
+from mailtrap.pop3.server import Pop3Service
 from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
 from mailtrap.store import Store
 from mailtrap.throttle import AuthThrottle

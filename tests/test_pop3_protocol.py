@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mailtrap.maildrop import Entry
-from mailtrap.pop3 import (
+from mailtrap.pop3.maildrop import Entry
+from mailtrap.pop3.session import (
     MAX_ARGUMENT,
     Action,
     CheckLogin,
@@ -22,7 +22,7 @@ from mailtrap.pop3 import (
     State,
     mailbox_recipient,
 )
-from mailtrap.pop3_wire import MessageEncoder, normalize, wire_size
+from mailtrap.pop3.wire import MessageEncoder, normalize, wire_size
 
 # -- the encoder against a plain whole-message model -------------------------------------
 

@@ -1,4 +1,4 @@
-"""The POP3 listener: asyncio connections around :class:`mailtrap.pop3.Pop3Session`.
+"""The POP3 listener: asyncio connections around :class:`mailtrap.pop3.session.Pop3Session`.
 
 A connection reads command lines (bounded in length), hands them to the
 session, and carries out the actions it returns: replies, messages streamed
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from mailtrap import __version__
 from mailtrap.auth import Credentials, LoginGate, Outcome
 from mailtrap.errors import MessageNotFound, StorageError
-from mailtrap.maildrop import (
+from mailtrap.pop3.maildrop import (
     Entry,
     SizeCache,
     open_blob,
@@ -28,7 +28,7 @@ from mailtrap.maildrop import (
     read_chunks,
     snapshot,
 )
-from mailtrap.pop3 import (
+from mailtrap.pop3.session import (
     LOCKED_OUT,
     MAX_LINE,
     Action,
@@ -42,7 +42,7 @@ from mailtrap.pop3 import (
     error,
     makes_progress,
 )
-from mailtrap.pop3_wire import MessageEncoder
+from mailtrap.pop3.wire import MessageEncoder
 from mailtrap.store import Store
 from mailtrap.throttle import ConnectionLimits, Refusal, peer_host
 

@@ -5,7 +5,7 @@ and RFC 5034 (AUTH PLAIN). :class:`Pop3Session` takes one command line at a
 time and returns :data:`Action` values for the connection to carry out: send a
 reply, stream a stored message, check a login, start TLS, delete messages, close.
 Everything that takes time or touches the network or the database happens in
-:mod:`mailtrap.pop3_server`; this module decides what to say.
+:mod:`mailtrap.pop3.server`; this module decides what to say.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mailtrap.maildrop import Entry
+from mailtrap.pop3.maildrop import Entry
 
 MAX_LINE = 1024  # octets in a command line, line end included: room for AUTH PLAIN's base64
 LOCKED_OUT = "[AUTH] too many failed logins from your address, try again later"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mailtrap.errors import MessageNotFound
-from mailtrap.pop3_wire import wire_size
+from mailtrap.pop3.wire import wire_size
 from mailtrap.writer import connect
 
 CHUNK = 64 * 1024  # bytes per blob read: small enough to keep memory flat, big enough to be fast
