@@ -285,6 +285,14 @@ def main() -> None:
     default=100,
     help="Websockets and long-poll searches open at once; more get 503.",
 )
+@option(
+    "--dns",
+    "--relay-dns",
+    "dns",
+    type=ADDRESS,
+    default=None,
+    help="DNS server [HOST:]PORT that relay and message checks ask, instead of the system's.",
+)
 def serve(**settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""
     logging.basicConfig(

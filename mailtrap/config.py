@@ -104,6 +104,7 @@ class Config:
     http_max_connections_per_ip: int = 100
     http_workers: int = 8
     http_max_streams: int = 100
+    dns: Address | None = None  # None: the system's resolver (relay and checks)
 
     @property
     def db_path(self) -> Path:

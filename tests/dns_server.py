@@ -1,0 +1,68 @@
+"""A real DNS server on loopback (dnslib) whose zone a test writes, for relay and checks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dnslib import QTYPE, RCODE, RR, DNSRecord
+from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
+
+from mailtrap.config import Address
+
+
+class ZoneResolver(BaseResolver):  # type: ignore[misc]
+    """Answers from records a test adds; unknown names are NXDOMAIN, as a real zone has it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[RR] = []
+        self._failing: set[str] = set()
+        self.queries: list[tuple[str, str]] = []  # (name, type) in the order they came
+
+    def add(self, zone: str) -> None:
+        """Add records in zone-file syntax: ``example.com. 60 IN MX 10 mx.example.com.``"""
+        records = RR.fromZone(zone)
+        with self._lock:
+            self._records.extend(records)
+
+    def fail(self, name: str) -> None:
+        """Answer SERVFAIL for every query about ``name`` (a broken authoritative server)."""
+        with self._lock:
+            self._failing.add(_canonical(name))
+
+    def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
+        reply = request.reply()
+        name = _canonical(str(request.q.qname))
+        qtype = QTYPE[request.q.qtype]
+        with self._lock:
+            self.queries.append((name, qtype))
+            if name in self._failing:
+                reply.header.rcode = RCODE.SERVFAIL
+                return reply
+            known = [rr for rr in self._records if _canonical(str(rr.rname)) == name]
+        for record in known:
+            if QTYPE[record.rtype] == qtype or (qtype == "ANY"):
+                reply.add_answer(record)
+        if not known:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
+def _canonical(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+@contextmanager
+def dns_server() -> Iterator[tuple[ZoneResolver, Address]]:
+    """A UDP DNS server on an ephemeral loopback port, stopped when the block ends."""
+    zone = ZoneResolver()
+    quiet = DNSLogger("-request,-reply,-truncated,-error", prefix=False)
+    server = DNSServer(zone, address="127.0.0.1", port=0, logger=quiet)
+    server.start_thread()
+    try:
+        yield zone, Address("127.0.0.1", server.server.server_address[1])
+    finally:
+        server.stop()
+        server.server.server_close()
