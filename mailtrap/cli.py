@@ -293,6 +293,12 @@ def main() -> None:
     default=None,
     help="DNS server [HOST:]PORT that relay and message checks ask, instead of the system's.",
 )
+@option(
+    "--relay-config",
+    type=FILE,
+    default=None,
+    help="TOML file that turns relay on: mode, allowlist, smarthost, rules (README: Relay).",
+)
 def serve(**settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""
     logging.basicConfig(
@@ -318,6 +324,8 @@ def serve(**settings: Any) -> None:
         click.echo(f"POP3S listening on {server.pop3s_address} (implicit TLS)")
     if server.config.http is not None:
         click.echo(f"HTTP listening on {server.http_address} (web inbox: {server.http_url})")
+    if server.relay is not None:
+        click.echo(f"Relay: {server.relay.settings.server_description}")
     click.echo(f"Database: {server.config.db_path}")
     click.echo("Press Ctrl+C to stop.")
     sys.stdout.flush()

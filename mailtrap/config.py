@@ -105,6 +105,7 @@ class Config:
     http_workers: int = 8
     http_max_streams: int = 100
     dns: Address | None = None  # None: the system's resolver (relay and checks)
+    relay_config: Path | None = None  # a TOML file; None: relay is off
 
     @property
     def db_path(self) -> Path:
@@ -165,6 +166,7 @@ class Config:
             self.smtp_auth_file,
             self.ui_auth_file,
             self.pop3_auth_file,
+            self.relay_config,
         )
         for path in files:
             if path is not None and not path.is_file():

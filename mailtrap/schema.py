@@ -10,6 +10,7 @@ from sqlite_utils.migrations import Migrations
 
 from mailtrap.mime import header_fields
 from mailtrap.part_index import create_tables, insert_part_index
+from mailtrap.relay import queue as relay_queue
 from mailtrap.writer import connect
 
 migrations = Migrations("mailtrap")
@@ -94,6 +95,12 @@ def m004_parts(db: Database) -> None:
     for (seq,) in db.execute("SELECT seq FROM messages").fetchall():
         (data,) = db.execute("SELECT data FROM raw WHERE seq = ?", [seq]).fetchone() or (b"",)
         insert_part_index(db.conn, seq, bytes(data))
+
+
+@migrations()
+def m005_relay(db: Database) -> None:
+    """The relay queue: a row per recipient of each message to deliver."""
+    relay_queue.create_tables(db.conn)
 
 
 def prepare_database(path: Path) -> None:

@@ -135,6 +135,7 @@ class Store:
         self._unparsed: set[str] = set()
         self._parsed = threading.Condition()
         self.spool_dir: Path | None = None
+        self._parsed_listeners: list[Callable[[list[str]], None]] = []
         # Unique across stores and restarts without a system call per message.
         self._receipt_prefix = secrets.token_hex(6) + "-"
         self._receipts = itertools.count()
@@ -259,6 +260,14 @@ class Store:
     def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> Future[list[str]]:
         """Replace the tags of messages; gives the IDs that exist."""
         return self._submit("set_tags", list(ids), list(tags))
+
+    def relay_write(self, name: str, *args: Any) -> Future[Any]:
+        """A write to the relay queue, by its name in :data:`mailtrap.relay.queue.WRITES`."""
+        return self._submit("relay", name, *args)
+
+    def add_parsed_listener(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(IDs)`` (on the store's answer thread) when summaries are written."""
+        self._parsed_listeners.append(listener)
 
     def _submit(self, name: str, *args: Any) -> Future[Any]:
         if self._dispatcher is None:
@@ -401,6 +410,8 @@ class Store:
             with self._parsed:
                 self._unparsed.difference_update(ids)
                 self._parsed.notify_all()
+            for listener in self._parsed_listeners:
+                self._guarded(listener, ids)
 
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Wait until every message acknowledged so far has its summary written.

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtrap.part_index import write_part_index
+from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
 from mailtrap.summarizer import Parsed, Summarizer, unparsed
 
@@ -184,6 +185,10 @@ class Writer:
             sql = f"UPDATE messages SET tags = ? WHERE id IN ({marks}) RETURNING id"
             updated += [row[0] for row in self.conn.execute(sql, [value, *chunk])]
         return updated
+
+    def op_relay(self, name: str, *args: Any) -> Any:
+        """A write to the relay queue (:data:`mailtrap.relay.queue.WRITES`)."""
+        return relay_queue.WRITES[name](self.conn, *args)
 
     # -- batches -------------------------------------------------------------
 
