@@ -131,7 +131,7 @@ class Server:
             # Mail that comes while relay is off must never be auto-relayed later.
             self.store.relay_write("reset_cursor").result()
             return
-        resolver = make_resolver(self.config.dns)
+        resolver = make_resolver(self.config.dns, settings.dns_timeout)
         self.relay = RelayService(self.store, settings, resolver, self.config.hostname).start()
 
     def relay_counts(self) -> dict[str, int]:

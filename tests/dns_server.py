@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,9 @@ from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 from mailtrap.config import Address
 
 
+STALL_LIMIT = 30.0  # seconds a stalled answer waits at most
+
+
 class ZoneResolver(BaseResolver):  # type: ignore[misc]
     """Answers from records a test adds; unknown names are NXDOMAIN, as a real zone has it."""
 
@@ -19,11 +23,13 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         self._lock = threading.Lock()
         self._records: list[RR] = []
         self._failing: set[str] = set()
+        self._stalling: set[str] = set()
+        self.released = threading.Event()  # set when the server stops: stalled answers end
         self.queries: list[tuple[str, str]] = []  # (name, type) in the order they came
 
     def add(self, zone: str) -> None:
         """Add records in zone-file syntax: ``example.com. 60 IN MX 10 mx.example.com.``"""
-        records = RR.fromZone(zone)
+        records = RR.fromZone(textwrap.dedent(zone).strip())
         with self._lock:
             self._records.extend(records)
 
@@ -32,12 +38,23 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         with self._lock:
             self._failing.add(_canonical(name))
 
+    def stall(self, name: str) -> None:
+        """Answer nothing about ``name`` until the server stops (a lookup that times out)."""
+        with self._lock:
+            self._stalling.add(_canonical(name))
+
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
         reply = request.reply()
         name = _canonical(str(request.q.qname))
         qtype = QTYPE[request.q.qtype]
         with self._lock:
             self.queries.append((name, qtype))
+            stalling = name in self._stalling
+        if stalling:  # each request has a thread of its own: only this one waits
+            self.released.wait(STALL_LIMIT)
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply
+        with self._lock:
             if name in self._failing:
                 reply.header.rcode = RCODE.SERVFAIL
                 return reply
@@ -64,5 +81,6 @@ def dns_server() -> Iterator[tuple[ZoneResolver, Address]]:
     try:
         yield zone, Address("127.0.0.1", server.server.server_address[1])
     finally:
+        zone.released.set()
         server.stop()
         server.server.server_close()

@@ -119,6 +119,7 @@ class RelaySettings:
     keep_message_id: bool = False
     helo: str | None = None  # the name in EHLO; None: the server's --hostname
     timeout: float = 60.0  # seconds for one SMTP command's reply
+    dns_timeout: float = 5.0  # seconds for one DNS lookup, retries included
     concurrency: int = 4  # transactions at once
     retry: Retry = Retry()
     auto_relay: tuple[Rule, ...] = ()
@@ -137,7 +138,7 @@ class RelaySettings:
 KNOWN_KEYS = {
     "": {
         "mode", "allowed_recipients", "allow_any_recipient", "blocked_recipients", "sender",
-        "keep_message_id", "helo", "timeout", "concurrency", "mx", "smarthost", "retry",
+        "keep_message_id", "helo", "timeout", "dns_timeout", "concurrency", "mx", "smarthost", "retry",
         "auto_relay", "forward",
     },
     "mx": {"port", "allow_private_targets"},
@@ -204,6 +205,7 @@ def parse_settings(document: dict[str, Any]) -> RelaySettings:
         keep_message_id=_bool(document, "keep_message_id", False),
         helo=_optional_string(document, "helo"),
         timeout=_duration(document, "timeout", 60.0),
+        dns_timeout=_duration(document, "dns_timeout", 5.0),
         concurrency=_integer(document, "concurrency", 4, 1, 64),
         retry=retry,
         auto_relay=tuple(
