@@ -129,7 +129,7 @@ class Server:
     def _start_relay(self, settings: relay_config.RelaySettings | None) -> None:
         if settings is None:
             # Mail that comes while relay is off must never be auto-relayed later.
-            self.store.relay_write("reset_cursor").result()
+            self.store.relay_write("start_rules", False).result()
             return
         resolver = make_resolver(self.config.dns, settings.dns_timeout)
         self.relay = RelayService(self.store, settings, resolver, self.config.hostname).start()

@@ -55,9 +55,11 @@ def create_tables(conn: sqlite3.Connection) -> None:
         "CREATE TRIGGER relay_cancel AFTER DELETE ON messages "
         "BEGIN DELETE FROM relay_deliveries WHERE message_seq = old.seq; END"
     )
-    # The last message auto-relay and forwarding have looked at.
+    # The last message auto-relay and forwarding have looked at; ``rules`` 0
+    # when the run that wrote it had none (so the next one starts afresh).
     conn.execute(
-        "CREATE TABLE relay_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)"
+        "CREATE TABLE relay_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "seq INTEGER NOT NULL, rules INTEGER NOT NULL)"
     )
 
 
@@ -110,15 +112,21 @@ def scanned(
     if cursor(conn) != from_seq:
         return False
     enqueue(conn, entries, sender, now)
-    conn.execute("INSERT OR REPLACE INTO relay_cursor (id, seq) VALUES (1, ?)", [to_seq])
+    conn.execute("INSERT OR REPLACE INTO relay_cursor (id, seq, rules) VALUES (1, ?, 1)", [to_seq])
     return True
 
 
-def reset_cursor(conn: sqlite3.Connection) -> int:
-    """Put the cursor at the newest message: mail that came before is never auto-relayed."""
+def start_rules(conn: sqlite3.Connection, rules: bool) -> None:
+    """At start: with rules, go on from the cursor of a run that had them too (a restart
+    after a crash resumes), else begin at the newest message, so mail that came while
+    no rule ran is never auto-relayed later. Without rules, say so for the next run."""
+    row = conn.execute("SELECT rules FROM relay_cursor WHERE id = 1").fetchone()
+    if rules and row is not None and row[0]:
+        return
     (seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
-    conn.execute("INSERT OR REPLACE INTO relay_cursor (id, seq) VALUES (1, ?)", [seq])
-    return int(seq)
+    conn.execute(
+        "INSERT OR REPLACE INTO relay_cursor (id, seq, rules) VALUES (1, ?, ?)", [seq, int(rules)]
+    )
 
 
 def start_sending(conn: sqlite3.Connection, ids: list[int], now: float) -> list[int]:
@@ -175,7 +183,7 @@ def recover(conn: sqlite3.Connection, now: float) -> list[str]:
 WRITES: dict[str, Any] = {
     "enqueue": enqueue,
     "scanned": scanned,
-    "reset_cursor": reset_cursor,
+    "start_rules": start_rules,
     "start_sending": start_sending,
     "record": record,
     "recover": recover,

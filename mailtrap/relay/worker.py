@@ -91,8 +91,7 @@ class RelayService:
             log.warning(
                 "relay: %d message(s) were cut off mid-delivery; not sent again", len(touched)
             )
-        if not (self.settings.auto_relay or self.settings.forward) or self._cursor() is None:
-            self._write("reset_cursor")  # what came before is never auto-relayed
+        self._write("start_rules", bool(self.settings.auto_relay or self.settings.forward))
         self.store.add_parsed_listener(self._on_parsed)
         self._thread = threading.Thread(target=self._run, name="mailtrap-relay-queue", daemon=True)
         self._thread.start()
