@@ -3,8 +3,8 @@
 A :class:`Receiver` runs aiosmtpd on its own event loop and thread, on an
 address of 127.0.0.0/8 and port 0 (or a port another receiver already has,
 so several "MX hosts" share the port relay uses). Per recipient it can answer
-a chosen reply, drop the connection, or hold the end of DATA until the test
-lets it go. Everything it accepted is in :attr:`Receiver.received`.
+a chosen reply or drop the connection; it can hold its reply to the end of
+DATA (the message already counted as received) until the test lets it go. Everything it accepted is in :attr:`Receiver.received`.
 """
 
 from __future__ import annotations
@@ -51,9 +51,6 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         receiver = self.receiver
-        receiver.data_started.set()
-        if receiver.hold is not None:
-            await asyncio.get_running_loop().run_in_executor(None, receiver.hold.wait, WAIT_TIMEOUT)
         login = session.auth_data.login.decode() if session.auth_data else None
         with receiver.lock:
             receiver.received.append(
@@ -66,6 +63,11 @@ class _Handler:
                 )
             )
             receiver.arrived.notify_all()
+        # Like an MTA that has queued the message and is slow to say so (or whose
+        # reply is lost): the message counts as received before the reply.
+        receiver.data_started.set()
+        if receiver.hold is not None:
+            await asyncio.get_running_loop().run_in_executor(None, receiver.hold.wait, WAIT_TIMEOUT)
         return receiver.data_reply
 
 
