@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class _Handler:
                     envelope.mail_from or "",
                     list(envelope.rcpt_tos),
                     bytes(envelope.original_content or b""),
-                    session.ssl is not None,
+                    server.transport is not None
+                    and server.transport.get_extra_info("ssl_object") is not None,
                     login,
                 )
             )
@@ -148,10 +150,17 @@ class Receiver:
         if self.tls_context is not None and not self.implicit_tls:
             options["tls_context"] = self.tls_context
         if self.users is not None:
+            # aiosmtpd does not see an implicit-TLS transport as TLS (Python 3.11's
+            # transports), so there TLS is only checked in what was received.
             options.update(
-                authenticator=self._authenticate, auth_required=True, auth_require_tls=True
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_require_tls=not self.implicit_tls,
             )
-        return SMTP(_Handler(self), hostname="receiver.test", **options)
+        with warnings.catch_warnings():
+            # It warns of auth without required TLS, which implicit TLS is.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return SMTP(_Handler(self), hostname="receiver.test", **options)
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -160,7 +169,7 @@ class Receiver:
         ok = isinstance(data, LoginPassword) and self.users.get(data.login.decode()) == (
             data.password.decode()
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=data)
 
     def wait_for(self, count: int, timeout: float = WAIT_TIMEOUT) -> list[Received]:
         """Wait until ``count`` messages have arrived; returns them all."""

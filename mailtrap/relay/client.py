@@ -113,6 +113,9 @@ class Client:
                 smtp = smtplib.SMTP(local_hostname=connection.helo, timeout=connection.timeout)
         except OSError as error:
             raise _NextHost(str(error)) from None
+        # The name TLS checks the certificate against (and sends as SNI); smtplib
+        # only learns it from a host given to its constructor, which would connect.
+        smtp._host = name  # type: ignore[attr-defined]
         with self._lock:
             self._open.add(smtp)
         try:
