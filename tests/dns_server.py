@@ -12,7 +12,6 @@ from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from mailtrap.config import Address
 
-
 STALL_LIMIT = 30.0  # seconds a stalled answer waits at most
 
 

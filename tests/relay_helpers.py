@@ -12,6 +12,7 @@ from mailtrap.config import Address
 
 WAIT = 20.0
 
+
 Deliveries = list[dict[str, Any]]
 
 

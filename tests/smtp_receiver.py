@@ -4,7 +4,8 @@ A :class:`Receiver` runs aiosmtpd on its own event loop and thread, on an
 address of 127.0.0.0/8 and port 0 (or a port another receiver already has,
 so several "MX hosts" share the port relay uses). Per recipient it can answer
 a chosen reply or drop the connection; it can hold its reply to the end of
-DATA (the message already counted as received) until the test lets it go. Everything it accepted is in :attr:`Receiver.received`.
+DATA (the message already counted as received) until the test lets it go.
+Everything it accepted is in :attr:`Receiver.received`.
 """
 
 from __future__ import annotations

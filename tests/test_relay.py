@@ -7,33 +7,28 @@ HTTP API (or lets auto-relay and forwarding choose it).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from api_client import Api, plain, send
-from dns_server import ZoneResolver, dns_server
-from relay_helpers import mx_config, settled, start_relay, states, wait_relay
+from dns_server import ZoneResolver
+from relay_helpers import (
+    mx_config,
+    settled,
+    start_relay,
+    states,
+    wait_relay,
+)
 from smtp_receiver import DROP, Receiver
-from smtp_wire import WireClient, queued_id, send_message
 
 from mailtrap import Server
 from mailtrap.config import Address
 
-ZONE = """
-example.test. 60 IN MX 10 mx.example.test.
-mx.example.test. 60 IN A 127.0.0.2
-other.test. 60 IN MX 10 mx.other.test.
-mx.other.test. 60 IN A 127.0.0.3
-"""
-
 
 @pytest.fixture
-def dns() -> Iterator[tuple[ZoneResolver, Address]]:
-    with dns_server() as (zone, address):
-        zone.add(ZONE)
-        yield zone, address
+def dns(dns_zone: tuple[ZoneResolver, Address]) -> tuple[ZoneResolver, Address]:
+    return dns_zone
 
 
 @pytest.fixture
@@ -70,7 +65,7 @@ MESSAGE = (
 
 
 def test_release_delivers_per_domain_and_reports_state(make_server, tmp_path, dns, mx):
-    zone, address = dns
+    _zone, address = dns
     first, second = mx("127.0.0.2"), mx("127.0.0.3")
     server = relay_server(make_server, tmp_path, address, first.port)
     message_id = send(server, MESSAGE, rcpt_tos=("a@example.test",))
@@ -158,10 +153,15 @@ def test_null_mx_and_nxdomain_fail_at_once_servfail_and_timeout_retry(
     deliveries = wait_relay(
         server,
         message_id,
-        lambda ds: states(ds) == {
-            "a@null.test": "failed", "b@gone.test": "failed",
-            "c@broken.test": "retrying", "d@slow.test": "retrying",
-        },  # fmt: skip
+        lambda ds: (
+            states(ds)
+            == {
+                "a@null.test": "failed",
+                "b@gone.test": "failed",
+                "c@broken.test": "retrying",
+                "d@slow.test": "retrying",
+            }
+        ),
     )
 
     by_recipient = {d["Recipient"]: d for d in deliveries}
@@ -174,7 +174,7 @@ def test_null_mx_and_nxdomain_fail_at_once_servfail_and_timeout_retry(
 
 
 def test_partial_acceptance_retries_only_the_deferred(make_server, tmp_path, dns, mx):
-    zone, address = dns
+    _zone, address = dns
     receiver = mx(
         "127.0.0.2",
         replies={"later@example.test": "451 4.2.0 try later", "never@example.test": "550 5.1.1 no"},
@@ -184,7 +184,9 @@ def test_partial_acceptance_retries_only_the_deferred(make_server, tmp_path, dns
 
     release(server, message_id, ["now@example.test", "later@example.test", "never@example.test"])
     deliveries = wait_relay(
-        server, message_id, lambda ds: {d["Attempts"] for d in ds if d["Recipient"] == "later@example.test"} == {2}
+        server,
+        message_id,
+        lambda ds: {d["Attempts"] for d in ds if d["Recipient"] == "later@example.test"} == {2},
     )
     assert states(deliveries)["never@example.test"] == "failed"
     assert states(deliveries)["now@example.test"] == "sent"
@@ -201,7 +203,7 @@ def test_partial_acceptance_retries_only_the_deferred(make_server, tmp_path, dns
 
 
 def test_a_dropped_connection_is_retried(make_server, tmp_path, dns, mx):
-    zone, address = dns
+    _zone, address = dns
     receiver = mx("127.0.0.2", replies={"flaky@example.test": DROP})
     server = relay_server(make_server, tmp_path, address, receiver.port)
     message_id = send(server, plain("drop"))
@@ -217,7 +219,7 @@ def test_a_dropped_connection_is_retried(make_server, tmp_path, dns, mx):
 
 
 def test_private_targets_are_refused_unless_allowed(make_server, tmp_path, dns, mx):
-    zone, address = dns
+    _zone, address = dns
     receiver = mx("127.0.0.2")
     config = mx_config(receiver.port).replace(
         "allow_private_targets = true", "allow_private_targets = false"
@@ -236,7 +238,7 @@ def test_private_targets_are_refused_unless_allowed(make_server, tmp_path, dns, 
 def test_release_refuses_recipients_outside_the_allowlist_or_on_the_blocklist(
     make_server, tmp_path, dns, mx
 ):
-    zone, address = dns
+    _zone, address = dns
     receiver = mx("127.0.0.2")
     server = relay_server(
         make_server, tmp_path, address, receiver.port, 'blocked_recipients = ["boss@example.test"]'
@@ -245,7 +247,9 @@ def test_release_refuses_recipients_outside_the_allowlist_or_on_the_blocklist(
     api = Api(server)
     path = f"/api/v1/message/{message_id}/release"
 
-    reply = api.request("POST", path, {"To": ["ok@example.test", "x@evil.test", "Boss@EXAMPLE.test"]})
+    reply = api.request(
+        "POST", path, {"To": ["ok@example.test", "x@evil.test", "Boss@EXAMPLE.test"]}
+    )
     assert reply.status == 400
     assert reply.error == (
         "Failed: addresses refused: x@evil.test (not on the allowlist), "
@@ -254,6 +258,9 @@ def test_release_refuses_recipients_outside_the_allowlist_or_on_the_blocklist(
     assert api.request("POST", path, {"To": []}).status == 400
     assert api.request("POST", path, {"To": ["not an address"]}).status == 400
     assert api.request("POST", path, {"To": "a@example.test"}).status == 400
-    assert api.request("POST", "/api/v1/message/nope/release", {"To": ["a@example.test"]}).status == 404
+    assert (
+        api.request("POST", "/api/v1/message/nope/release", {"To": ["a@example.test"]}).status
+        == 404
+    )
     assert server.relay.deliveries(message_id) == []
     assert receiver.connections == 0

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 from api_client import plain
-from dns_server import dns_server
-from relay_helpers import mx_config, write_config
+from dns_server import ZoneResolver
+from relay_helpers import (
+    mx_config,
+    write_config,
+)
 from serve_process import ServeProcess
 from simple_websocket import Client, ConnectionClosed
 from smtp_receiver import Receiver
@@ -31,19 +34,10 @@ from smtp_wire import deliver
 from mailtrap.config import Address
 from mailtrap.relay.queue import INTERRUPTED
 
-ZONE = """
-example.test. 60 IN MX 10 mx.example.test.
-mx.example.test. 60 IN A 127.0.0.2
-other.test. 60 IN MX 10 mx.other.test.
-mx.other.test. 60 IN A 127.0.0.3
-"""
-
 
 @pytest.fixture
-def dns() -> Iterator[Address]:
-    with dns_server() as (zone, address):
-        zone.add(ZONE)
-        yield address
+def dns(dns_zone: tuple[ZoneResolver, Address]) -> Address:
+    return dns_zone[1]
 
 
 def http_address(process: ServeProcess) -> str:

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 from api_client import Api, plain, send
-from dns_server import dns_server
-from relay_helpers import mx_config, settled, start_relay, states, wait_relay
+from dns_server import ZoneResolver
+from relay_helpers import (
+    mx_config,
+    settled,
+    start_relay,
+    states,
+    wait_relay,
+)
 from smtp_receiver import Receiver
 from smtp_wire import WireClient, queued_id, send_message
 
@@ -18,17 +24,10 @@ from mailtrap import Server
 from mailtrap.config import Address
 from mailtrap.relay.plan import normalize_line_endings
 
-ZONE = """
-example.test. 60 IN MX 10 mx.example.test.
-mx.example.test. 60 IN A 127.0.0.2
-"""
-
 
 @pytest.fixture
-def dns() -> Iterator[Address]:
-    with dns_server() as (zone, address):
-        zone.add(ZONE)
-        yield address
+def dns(dns_zone: tuple[ZoneResolver, Address]) -> Address:
+    return dns_zone[1]
 
 
 @pytest.fixture
@@ -60,7 +59,9 @@ def test_auto_relay_takes_matching_mail_to_allowed_recipients(make_server, tmp_p
     assert deliveries[0]["Reason"] == "auto"
     assert server.relay.deliveries(other) == []
     [delivered] = receiver.received
-    assert delivered.rcpt_tos == ["new@example.test"] and b"Subject: Welcome aboard" in delivered.data
+    assert (
+        delivered.rcpt_tos == ["new@example.test"] and b"Subject: Welcome aboard" in delivered.data
+    )
 
 
 def test_mail_from_before_auto_relay_was_configured_is_never_relayed(
@@ -98,7 +99,9 @@ def test_forwarding_sends_matching_mail_to_fixed_addresses(make_server, tmp_path
     forwarded = send(
         server, plain("Order", to="buyer@customers.test"), rcpt_tos=("buyer@customers.test",)
     )
-    kept = send(server, plain("Internal", to="staff@internal.test"), rcpt_tos=("staff@internal.test",))
+    kept = send(
+        server, plain("Internal", to="staff@internal.test"), rcpt_tos=("staff@internal.test",)
+    )
 
     deliveries = wait_relay(server, forwarded, settled)
 

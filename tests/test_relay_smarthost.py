@@ -67,7 +67,11 @@ def test_starttls_and_auth_plain_with_the_password_from_the_environment(
 ):
     monkeypatch.setenv("TEST_SMARTHOST_PASSWORD", USERS["relay-user"])
     config = smarthost_config(
-        smarthost.port, certificate[0], "starttls", "plain", 'password_env = "TEST_SMARTHOST_PASSWORD"'
+        smarthost.port,
+        certificate[0],
+        "starttls",
+        "plain",
+        'password_env = "TEST_SMARTHOST_PASSWORD"',
     )
     server = make_server(relay_config=write_config(tmp_path, config))
     message_id = send(server, plain("via smarthost"))

@@ -52,6 +52,16 @@ class Connection:
     smarthost: Smarthost | None = None
 
 
+@dataclass
+class Envelope:
+    """What one transaction sends: ``data`` has CRLF line endings and is not yet dot-stuffed."""
+
+    mail_from: str
+    deliveries: Sequence[Delivery]
+    data: bytes
+    commit_point: CommitPoint
+
+
 class Client:
     """Sends transactions; :meth:`abort` cuts every one in progress (on shutdown)."""
 
@@ -68,38 +78,22 @@ class Client:
                     with contextlib.suppress(OSError):
                         smtp.sock.shutdown(socket.SHUT_RDWR)
 
-    def send(
-        self,
-        connection: Connection,
-        mail_from: str,
-        deliveries: Sequence[Delivery],
-        data: bytes,
-        commit_point: CommitPoint,
-    ) -> dict[int, Outcome]:
-        """Deliver ``data`` (CRLF line endings, not yet dot-stuffed); an outcome per delivery."""
+    def send(self, connection: Connection, envelope: Envelope) -> dict[int, Outcome]:
+        """Deliver the envelope through the first host that takes it; an outcome per delivery."""
         errors: list[str] = []
         for host in connection.hosts:
             for address in host.addresses:
                 if self.aborted.is_set():
-                    return _all(deliveries, Outcome(RETRY, "stopped before delivery"))
+                    return _all(envelope.deliveries, Outcome(RETRY, "stopped before delivery"))
                 try:
-                    return self._attempt(
-                        connection, host.name, address, mail_from, deliveries, data, commit_point
-                    )
+                    return self._attempt(connection, host.name, address, envelope)
                 except _NextHost as error:
                     errors.append(f"{host.name} [{address}]: {error}")
         detail = "; ".join(errors[-3:]) or "no host to try"
-        return _all(deliveries, Outcome(RETRY, detail[:500]))
+        return _all(envelope.deliveries, Outcome(RETRY, detail[:500]))
 
     def _attempt(
-        self,
-        connection: Connection,
-        name: str,
-        address: str,
-        mail_from: str,
-        deliveries: Sequence[Delivery],
-        data: bytes,
-        commit_point: CommitPoint,
+        self, connection: Connection, name: str, address: str, envelope: Envelope
     ) -> dict[int, Outcome]:
         smarthost = connection.smarthost
         implicit_tls = smarthost is not None and smarthost.tls == "tls"
@@ -119,51 +113,45 @@ class Client:
         with self._lock:
             self._open.add(smtp)
         try:
-            return self._transaction(
-                smtp, connection, name, address, mail_from, deliveries, data, commit_point, context
-            )
+            return _transaction(smtp, connection, f"{name} [{address}]", address, envelope, context)
         finally:
             with self._lock:
                 self._open.discard(smtp)
             smtp.close()
 
-    def _transaction(
-        self,
-        smtp: smtplib.SMTP,
-        connection: Connection,
-        name: str,
-        address: str,
-        mail_from: str,
-        deliveries: Sequence[Delivery],
-        data: bytes,
-        commit_point: CommitPoint,
-        context: ssl.SSLContext,
-    ) -> dict[int, Outcome]:
-        smarthost = connection.smarthost
-        host = f"{name} [{address}]"
-        try:
-            code, message = smtp.connect(address, connection.port)
+
+def _transaction(
+    smtp: smtplib.SMTP,
+    connection: Connection,
+    host: str,
+    address: str,
+    envelope: Envelope,
+    context: ssl.SSLContext,
+) -> dict[int, Outcome]:
+    smarthost = connection.smarthost
+    try:
+        code, message = smtp.connect(address, connection.port)
+        if code != 220:
+            raise _NextHost(f"greeting {describe_reply(code, message)}")
+        _greet(smtp)
+        starttls = smarthost is None or smarthost.tls == "starttls"
+        if starttls and smtp.has_extn("starttls"):
+            code, message = smtp.starttls(context=context)
             if code != 220:
-                raise _NextHost(f"greeting {describe_reply(code, message)}")
+                raise _NextHost(f"STARTTLS {describe_reply(code, message)}")
             _greet(smtp)
-            starttls = smarthost is None or smarthost.tls == "starttls"
-            if starttls and smtp.has_extn("starttls"):
-                code, message = smtp.starttls(context=context)
-                if code != 220:
-                    raise _NextHost(f"STARTTLS {describe_reply(code, message)}")
-                _greet(smtp)
-            elif smarthost is not None and smarthost.tls == "starttls":
-                raise _NextHost('the smarthost does not offer STARTTLS (tls = "starttls")')
-            if smarthost is not None and smarthost.auth is not None:
-                _login(smtp, smarthost)
-            return _envelope_and_data(smtp, host, mail_from, deliveries, data, commit_point)
-        except _Refused as refused:
-            return _all(deliveries, refused.outcome(host))
-        except (smtplib.SMTPServerDisconnected, OSError, ssl.SSLError) as error:
-            # Before the final ".": nothing was accepted yet; another host may do.
-            raise _NextHost(f"{type(error).__name__}: {error}") from None
-        except smtplib.SMTPException as error:
-            raise _NextHost(str(error)) from None
+        elif smarthost is not None and smarthost.tls == "starttls":
+            raise _NextHost('the smarthost does not offer STARTTLS (tls = "starttls")')
+        if smarthost is not None and smarthost.auth is not None:
+            _login(smtp, smarthost)
+        return _envelope_and_data(smtp, host, envelope)
+    except _Refused as refused:
+        return _all(envelope.deliveries, refused.outcome(host))
+    except (smtplib.SMTPServerDisconnected, OSError, ssl.SSLError) as error:
+        # Before the final ".": nothing was accepted yet; another host may do.
+        raise _NextHost(f"{type(error).__name__}: {error}") from None
+    except smtplib.SMTPException as error:
+        raise _NextHost(str(error)) from None
 
 
 class _Refused(Exception):
@@ -203,14 +191,8 @@ def _login(smtp: smtplib.SMTP, smarthost: Smarthost) -> None:
         raise _Refused("AUTH", code, message)
 
 
-def _envelope_and_data(
-    smtp: smtplib.SMTP,
-    host: str,
-    mail_from: str,
-    deliveries: Sequence[Delivery],
-    data: bytes,
-    commit_point: CommitPoint,
-) -> dict[int, Outcome]:
+def _envelope_and_data(smtp: smtplib.SMTP, host: str, envelope: Envelope) -> dict[int, Outcome]:
+    mail_from, deliveries, data = envelope.mail_from, envelope.deliveries, envelope.data
     addresses = [mail_from, *(d.recipient for d in deliveries)]
     options: list[str] = []
     if not all(address.isascii() for address in addresses):
@@ -241,7 +223,7 @@ def _envelope_and_data(
         raise _Refused("DATA", code, message)
     smtp.send(stuff_dots(data))
     # The point of no return: only a recipient still wanted is let through.
-    wanted = set(commit_point([delivery.id for delivery in accepted]))
+    wanted = set(envelope.commit_point([delivery.id for delivery in accepted]))
     if not wanted:
         smtp.close()  # without the final ".", the server drops what it has
         return outcomes | _all(accepted, Outcome(FAIL, "cancelled before sending", host))

@@ -138,8 +138,8 @@ class RelaySettings:
 KNOWN_KEYS = {
     "": {
         "mode", "allowed_recipients", "allow_any_recipient", "blocked_recipients", "sender",
-        "keep_message_id", "helo", "timeout", "dns_timeout", "concurrency", "mx", "smarthost", "retry",
-        "auto_relay", "forward",
+        "keep_message_id", "helo", "timeout", "dns_timeout", "concurrency", "mx", "smarthost",
+        "retry", "auto_relay", "forward",
     },
     "mx": {"port", "allow_private_targets"},
     "smarthost": {

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailtrap.errors import MailtrapError, MessageNotFound
 from mailtrap.relay import queue
-from mailtrap.relay.client import Client, Connection
+from mailtrap.relay.client import Client, Connection, Envelope
 from mailtrap.relay.config import RelaySettings, Rule, normalize_domain
 from mailtrap.relay.mx import Host, Lookup, dns_lookup, route
 from mailtrap.relay.plan import (
@@ -248,9 +248,8 @@ class RelayService:
             new_message_id=None if settings.keep_message_id else new_message_id(self.helo),
         )
         connection = Connection(hosts, port, self.helo, settings.timeout, settings.smarthost)
-        return self._client.send(
-            connection, transaction.mail_from, deliveries, data, self._commit_point
-        )
+        envelope = Envelope(transaction.mail_from, deliveries, data, self._commit_point)
+        return self._client.send(connection, envelope)
 
     def _commit_point(self, ids: list[int]) -> list[int]:
         if self._client.aborted.is_set():
