@@ -3,6 +3,9 @@ the retry lifetime, Mailpit's webui settings, and SMTP smuggling through relayed
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -234,3 +237,31 @@ def test_relay_does_not_block_smtp_while_a_remote_is_slow(make_server, tmp_path,
     receiver.hold.set()
     deliveries = wait_relay(server, message_id, settled)
     assert deliveries[0]["State"] == "sent"
+
+
+JS = Path(__file__).parent / "js"
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(
+    NODE is None or not (JS / "node_modules" / "mailpit-api").is_dir(),
+    reason="node and the npm client are needed: npm install --prefix tests/js",
+)
+def test_mailpit_npm_client_releases_a_message(make_server, tmp_path, dns, receiver):
+    server = relay_server(make_server, tmp_path, dns, receiver.port)
+    message_id = send(server, plain("through the npm client"))
+    assert NODE is not None
+    completed = subprocess.run(
+        [NODE, str(JS / "mailpit_release.mjs"), server.http_url, message_id,
+         "qa@example.test", "x@evil.test"],
+        cwd=JS, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(completed.stdout)
+    assert results["released"] == "ok"
+    assert "x@evil.test" in results["refused"]
+    if results["webui"] is not None:
+        assert results["webui"]["MessageRelay"]["Enabled"] is True
+    deliveries = wait_relay(server, message_id, settled)
+    assert states(deliveries) == {"qa@example.test": "sent"}
+    assert receiver.recipients() == ["qa@example.test"]
