@@ -352,6 +352,19 @@ def test_the_writer_retries_each_write_alone_when_a_batch_fails(
     assert writer.count == 2
 
 
+def test_tags_set_as_soon_as_a_message_is_acknowledged_outlive_its_summary(
+    store: Store,
+) -> None:
+    # The summary is written after the 250 and carries the message's own tags:
+    # written after these, it would put those back.
+    message_id = add(store, incoming("tagged early", X_Tags="from-header"))
+    store.set_tags([message_id], ["chosen"]).result(FUTURE_TIMEOUT)
+    store.settle()
+
+    row = store.get(message_id)
+    assert (row["subject"], row["tags"]) == ("tagged early", '["chosen"]')
+
+
 def test_a_parser_that_falls_over_loses_no_message(
     db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
