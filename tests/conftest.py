@@ -117,7 +117,7 @@ mx.other.test. 60 IN A 127.0.0.3
 
 @pytest.fixture
 def dns_zone() -> Iterator[tuple[ZoneResolver, Address]]:
-    """A loopback DNS server serving :data:`RELAY_ZONE` (tests may add more); for the relay tests."""
+    """A loopback DNS server serving :data:`RELAY_ZONE` (tests may add more), for relay tests."""
     with dns_server() as (zone, address):
         zone.add(RELAY_ZONE)
         yield zone, address
