@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from mailtrap.checks import cache as check_cache
 from mailtrap.part_index import write_part_index
 from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
 from mailtrap.summarizer import Parsed, Summarizer, unparsed
@@ -184,6 +185,10 @@ class Writer:
             sql = f"UPDATE messages SET tags = ? WHERE id IN ({marks}) RETURNING id"
             updated += [row[0] for row in self.conn.execute(sql, [value, *chunk])]
         return updated
+
+    def op_save_check(self, message_id: str, name: str, key: str, result: str) -> bool:
+        """Cache a check result of a message; False if the message is gone."""
+        return check_cache.save(self.conn, message_id, name, key, result)
 
     # -- batches -------------------------------------------------------------
 
