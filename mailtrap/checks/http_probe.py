@@ -146,27 +146,28 @@ class Prober:
         watchdog = threading.Timer(_left(deadline), _cut, [sock.fileno(), sock.family])
         watchdog.daemon = True
         watchdog.start()
+        connection = http.client.HTTPConnection(target.host, target.port)
         try:
             if target.scheme == "https":
                 sock.settimeout(_left(deadline))
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=target.host)
-            connection = http.client.HTTPConnection(target.host, target.port)
             connection.sock = sock  # connected to the vetted address: no lookup of its own
             sock.settimeout(_left(deadline))
             headers = {"Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "*/*"}
             connection.request(method, target.path, headers=headers)
-            response = connection.getresponse()
-            if method == "GET":
-                response.read(MAX_BODY)  # enough to see that the answer starts; not all of it
-            _left(deadline)
-            reason = _reason(response.status, response.reason)
-            return response.status, reason, response.getheader("Location", "") or ""
+            with connection.getresponse() as response:
+                if method == "GET":
+                    response.read(MAX_BODY)  # enough to see that the answer starts; not all
+                _left(deadline)
+                reason = _reason(response.status, response.reason)
+                return response.status, reason, response.getheader("Location", "") or ""
         except (OSError, http.client.HTTPException):
             _left(deadline)  # cut by the watchdog: a timeout, not a broken server
             raise
         finally:
             watchdog.cancel()
             watchdog.join()  # before the descriptor is closed and could be reused
+            connection.close()
             sock.close()
 
     def resolve(self, host: str) -> list[IPAddress]:
