@@ -27,7 +27,6 @@ from mailtrap.checks.links import extract_links
 from mailtrap.config import Address
 from mailtrap.resolver import make_resolver
 
-
 BIG = 64 * 1024 * 1024
 
 
