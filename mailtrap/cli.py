@@ -306,7 +306,6 @@ def main() -> None:
 )
 @option(
     "--dkim-key",
-    "dkim_keys",
     multiple=True,
     metavar="DOMAIN:SELECTOR=FILE",
     help="Verify DKIM signatures of DOMAIN with SELECTOR against this key (PEM or DKIM record) "

@@ -107,7 +107,7 @@ class Config:
     dns: Address | None = None  # None: the system's resolver (relay and checks)
     spamassassin: Address | None = None  # spamd for the spam check; None: not configured
     link_check_allow_private: bool = False  # let the link check reach loopback and private nets
-    dkim_keys: tuple[str, ...] = ()  # DOMAIN:SELECTOR=FILE, used instead of DNS for that key
+    dkim_key: tuple[str, ...] = ()  # DOMAIN:SELECTOR=FILE, used instead of DNS for that key
 
     @property
     def db_path(self) -> Path:

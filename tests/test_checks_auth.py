@@ -162,7 +162,7 @@ def test_dkim_key_lets_the_app_check_its_own_signing_without_publishing_dns(
     _, address = dns  # nothing published at all
     key_file = tmp_path / "app-dkim.pem"
     key_file.write_bytes(private_pem(key))  # the very file the app signs with
-    server = make_server(dns=address, dkim_keys=(f"example.test:s1={key_file}",))
+    server = make_server(dns=address, dkim_key=(f"example.test:s1={key_file}",))
 
     result = send_and_check(server, signed(message(), key), "bounce@example.test")
     assert result["DKIMSignatures"][0]["Result"] == "pass"

@@ -49,7 +49,7 @@ class Checks:
     def __init__(self, store: Store, config: Config):
         self.store = store
         self.config = config
-        self.keys = dict(parse_dkim_key(spec) for spec in config.dkim_keys)  # ConfigError early
+        self.keys = dict(parse_dkim_key(spec) for spec in config.dkim_key)  # ConfigError early
         resolver = make_resolver(config.dns)
         self.records = Records(resolver)
         self.prober = Prober(resolver, allow_private=config.link_check_allow_private)
