@@ -85,9 +85,7 @@ def test_the_total_is_mailpits_weighted_score() -> None:
 
 
 def test_descriptions_from_markdown_are_safe_html() -> None:
-    (warning,) = [
-        w for w in html_check("<h2>x</h2>")["Warnings"] if w["Slug"] == "html-h1-h6"
-    ]
+    (warning,) = [w for w in html_check("<h2>x</h2>")["Warnings"] if w["Slug"] == "html-h1-h6"]
     assert "<code>&lt;h1&gt;</code>" in warning["Description"]
 
 
@@ -107,9 +105,11 @@ def test_the_route_answers_mailpits_shape_caches_and_refuses_text_only_mail(
 
     # Writes commit in order: once this one is in, the cached result is too.
     server.store.set_read([html_id]).result(10)
-    cached = sqlite3.connect(server.store.path).execute(
-        "SELECT name, result FROM check_results"
-    ).fetchall()
+    cached = (
+        sqlite3.connect(server.store.path)
+        .execute("SELECT name, result FROM check_results")
+        .fetchall()
+    )
     assert [name for name, _ in cached] == ["html"]
     assert json.loads(cached[0][1]) == result
 
