@@ -39,13 +39,6 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         with self._lock:
             self._records.append(record)
 
-    def remove(self, name: str) -> None:
-        """Forget every record of ``name`` (a domain that stops publishing)."""
-        with self._lock:
-            self._records = [
-                rr for rr in self._records if _canonical(str(rr.rname)) != _canonical(name)
-            ]
-
     def fail(self, name: str) -> None:
         """Answer SERVFAIL for every query about ``name`` (a broken authoritative server)."""
         with self._lock:
