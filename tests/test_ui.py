@@ -143,7 +143,7 @@ def test_the_page_is_served_with_a_strict_content_security_policy(server: Server
     assert directives["style-src"] == "'self'"
     assert "unsafe" not in policy
     assert directives["frame-ancestors"] == "'none'"
-    assert '<script type="module" src="static/js/app.js">' in body
+    assert re.search(r'<script type="module" src="static/[0-9a-f]{12}/js/app.js">', body)
     assert "<script>" not in body and "style=" not in body  # nothing inline for the CSP to allow
 
 
