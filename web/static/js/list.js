@@ -3,17 +3,40 @@
 
 import { h, icon } from "./dom.js";
 import { fullTime, personName, relativeTime } from "./format.js";
+import { paint } from "./tags.js";
 
 export class MessageList {
-  constructor(element, { onOpen }) {
+  /** onOpen(id); onSelect(id, {range}): a checkbox, Ctrl/Cmd-click or Shift-click. */
+  constructor(element, { onOpen, onSelect }) {
     this.element = element;
     this.rows = new Map(); // ID -> row element
     this.cursorId = null;
     this.openId = null;
     element.addEventListener("click", (event) => {
       const row = event.target.closest(".row");
-      if (row) onOpen(row.dataset.id);
+      if (!row) return;
+      const box = event.target.closest(".select");
+      if (box || event.ctrlKey || event.metaKey || event.shiftKey) {
+        if (!box) event.preventDefault();
+        onSelect(row.dataset.id, { range: event.shiftKey });
+        return;
+      }
+      onOpen(row.dataset.id);
     });
+    // Shift-click would select the page's text too.
+    element.addEventListener("mousedown", (event) => {
+      if (event.shiftKey) event.preventDefault();
+    });
+  }
+
+  /** Tick the rows of `selection` (an object with has(id)). */
+  showSelection(selection) {
+    for (const [id, row] of this.rows) {
+      const selected = selection.has(id);
+      row.classList.toggle("selected", selected);
+      const box = row.querySelector(".select");
+      if (box.checked !== selected) box.checked = selected;
+    }
   }
 
   /** Show `messages` in order; `fresh` IDs get a brief highlight (they just arrived). */
@@ -79,12 +102,19 @@ function createRow(message) {
   });
   const to = (message.To || [])[0];
   const more = (message.To || []).length + (message.Cc || []).length - 1;
+  const who = personName(message.From) || "(no sender)";
   row.append(
+    h("input", {
+      type: "checkbox",
+      class: "select",
+      tabindex: "-1",
+      "aria-label": `Select the message from ${who}: ${message.Subject || "(no subject)"}`,
+    }),
     h("span", { class: "unread-dot", "aria-hidden": "true" }),
     h(
       "div",
       { class: "row-top" },
-      h("span", { class: "from", text: personName(message.From) || "(no sender)" }),
+      h("span", { class: "from", text: who }),
       to ? h("span", { class: "to", text: `→ ${to.Address}${more > 0 ? ` +${more}` : ""}` }) : null,
       h(
         "span",
@@ -118,6 +148,6 @@ function updateRow(row, message) {
     row.dataset.tags = tags;
     row
       .querySelector(".tags")
-      .replaceChildren(...(message.Tags || []).map((tag) => h("span", { class: "tag", text: tag })));
+      .replaceChildren(...(message.Tags || []).map((tag) => paint(h("span", { class: "tag", text: tag }), tag)));
   }
 }
