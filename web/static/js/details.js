@@ -30,7 +30,7 @@ export function recipientList(message) {
             {
               type: "button",
               class: "more",
-              "aria-label": `Show all ${count(all.length)} ${label} recipients`,
+              title: `Show all ${count(all.length)} ${label} recipients`,
               onclick: () => show(all),
               text: `+${count(all.length - shown.length)} more`,
             },

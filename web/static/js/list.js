@@ -34,8 +34,7 @@ export class MessageList {
     for (const [id, row] of this.rows) {
       const selected = selection.has(id);
       row.classList.toggle("selected", selected);
-      const box = row.querySelector(".select");
-      if (box.checked !== selected) box.checked = selected;
+      row.setAttribute("aria-selected", String(selected));
     }
   }
 
@@ -64,12 +63,10 @@ export class MessageList {
 
   setCursor(id, { scroll = false } = {}) {
     this.rows.get(this.cursorId)?.classList.remove("cursor");
-    this.rows.get(this.cursorId)?.setAttribute("aria-selected", "false");
     this.cursorId = id;
     const row = this.rows.get(id);
     if (row) {
       row.classList.add("cursor");
-      row.setAttribute("aria-selected", "true");
       this.element.setAttribute("aria-activedescendant", row.id);
       if (scroll) row.scrollIntoView({ block: "nearest" });
     } else {
@@ -104,12 +101,9 @@ function createRow(message) {
   const more = (message.To || []).length + (message.Cc || []).length - 1;
   const who = personName(message.From) || "(no sender)";
   row.append(
-    h("input", {
-      type: "checkbox",
-      class: "select",
-      tabindex: "-1",
-      "aria-label": `Select the message from ${who}: ${message.Subject || "(no subject)"}`,
-    }),
+    // A drawn box, not an input: an option holds no control of its own. Its
+    // state is the option's aria-selected (x selects from the keyboard).
+    h("span", { class: "select", "aria-hidden": "true", title: "Select" }),
     h("span", { class: "unread-dot", "aria-hidden": "true" }),
     h(
       "div",

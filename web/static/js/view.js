@@ -157,7 +157,7 @@ export class MessageView {
     const from = (message || summary).From;
     this.toolbar = h("div", { class: "message-toolbar" });
     this.tagsElement = h("div", { class: "message-tags" });
-    this.tabBar = h("div", { class: "tabs", role: "tablist", "aria-label": "Message parts" });
+    this.tabBar = h("div", { class: "tabs" });
     this.panel = h("div", { class: "tab-panel", role: "tabpanel", id: "message-panel", tabindex: "-1" });
     const recipients = recipientList(message || summary);
     this.calendarSlot = h("div", { class: "calendar-slot" });
@@ -363,7 +363,8 @@ export class MessageView {
             ),
           )
         : null;
-    replace(this.tabBar, tabs, h("span", { class: "spacer" }), widths);
+    const tablist = h("div", { class: "tablist", role: "tablist", "aria-label": "Message parts" }, tabs);
+    replace(this.tabBar, tablist, h("span", { class: "spacer" }), widths);
     this.panel.setAttribute("aria-labelledby", `tab-${current}`);
   }
 
