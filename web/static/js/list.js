@@ -23,6 +23,11 @@ export class MessageList {
       }
       onOpen(row.dataset.id);
     });
+    // The full date of a row is its time's tooltip, made when first pointed at.
+    element.addEventListener("mouseover", (event) => {
+      const time = event.target.closest && event.target.closest("time[datetime]");
+      if (time && !time.title) time.title = fullTime(time.dateTime);
+    });
     // Shift-click would select the page's text too.
     element.addEventListener("mousedown", (event) => {
       if (event.shiftKey) event.preventDefault();
@@ -114,7 +119,7 @@ function createRow(message) {
         "span",
         { class: "row-meta" },
         message.Attachments > 0 ? icon("clip", "clip") : null,
-        h("time", { datetime: message.Created, title: fullTime(message.Created), text: relativeTime(message.Created) }),
+        h("time", { datetime: message.Created, text: relativeTime(message.Created) }),
       ),
     ),
     h("div", { class: "subject" }, h("span", { class: "tags" }), h("span", { class: "subject-text" })),
