@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def create_app(server: Server) -> Flask:
     """The app for one running :class:`mailtrap.Server` (its store, hub and settings)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # assets.py serves static/
     app.config["MAILTRAP_SERVER"] = server
     app.config["MAILTRAP_STOPPING"] = threading.Event()  # set on shutdown: long waits end
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Mailpit's field order
