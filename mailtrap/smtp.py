@@ -113,6 +113,11 @@ _PLAIN_ANGLE_ADDRESS = re.compile(
 )
 
 
+# What the log line of a MAIL FROM refused for its SIZE= names.
+_MAIL_SENDER = re.compile(r"FROM:\s*<([^<>]{0,320})>", re.IGNORECASE)
+_MAIL_SIZE = re.compile(r"\bSIZE=(\d{1,20})\b", re.IGNORECASE)
+
+
 class AuthLineTooLong(Exception):
     """A line of the AUTH exchange went over :data:`AUTH_LINE_LIMIT`; it was read and dropped."""
 
@@ -395,7 +400,20 @@ class MailtrapSMTP(SMTP):
     # Their arguments end up in stored fields (the HELO name, addresses).
     smtp_HELO = _refusing_cr_lf(SMTP.smtp_HELO)
     smtp_EHLO = _refusing_cr_lf(SMTP.smtp_EHLO)
-    smtp_MAIL = _refusing_cr_lf(SMTP.smtp_MAIL)
+    _checked_MAIL = _refusing_cr_lf(SMTP.smtp_MAIL)
+
+    @functools.wraps(SMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await self._checked_MAIL(arg)
+        if self._last_code == "552" and arg:  # aiosmtpd refused a SIZE= over the limit itself
+            sender, size = _MAIL_SENDER.search(arg), _MAIL_SIZE.search(arg)
+            self.event_handler.stats.rejected(
+                "message-too-big",
+                sender[1] if sender else None,
+                [],
+                int(size[1]) if size else None,
+            )
+
     smtp_RCPT = _refusing_cr_lf(SMTP.smtp_RCPT)
 
     @syntax("DATA")
