@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,10 +11,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from checkout import checkout_copy
 
 from mailtrap import __version__
 
-REPO = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "mailtrap-capture"  # "mailtrap" on PyPI is the mailtrap.io client
 DIST_INFO = f"mailtrap_capture-{__version__}.dist-info"
 # Source folder in the repository -> package folder in the wheel (pyproject's package-dir).
@@ -32,23 +31,6 @@ def setuptools_can_build_offline() -> bool:
         return int(version("setuptools").split(".")[0]) >= 77
     except Exception:
         return False
-
-
-def checkout_copy(destination: Path) -> Path:
-    """The files a fresh clone would have (tracked and not ignored), without build litter."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        source = REPO / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return destination
 
 
 def pip(*args: str | Path) -> subprocess.CompletedProcess[str]:
