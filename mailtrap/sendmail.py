@@ -22,6 +22,9 @@ from typing import BinaryIO
 _BCC_FIELD = re.compile(rb"^bcc:.*(?:\r?\n[ \t].*)*\r?\n", re.IGNORECASE | re.MULTILINE)
 
 
+_LINE_END = re.compile(rb"\r?\n")
+
+
 class MessageTooLarge(Exception):
     """The message on standard input is over the size limit."""
 
@@ -55,7 +58,11 @@ def _header_block(data: bytes) -> bytes:
 def prepare(
     data: bytes, recipients: Iterable[str], *, from_header: bool, sender: str | None
 ) -> Outgoing:
-    """Envelope and content; ``from_header`` is ``-t``: recipients from To, Cc and Bcc."""
+    """Envelope and content; ``from_header`` is ``-t``: recipients from To, Cc and Bcc.
+
+    Programs write Unix line ends; SMTP carries CRLF (smtplib converts only text).
+    """
+    data = _LINE_END.sub(b"\r\n", data)
     header = _header_block(data)
     fields = BytesHeaderParser(policy=compat32).parse(io.BytesIO(header))
     rcpt_tos = [address for address in recipients if address]
