@@ -19,6 +19,8 @@ from web_clients import wait_until
 from mailtrap import Server
 from mailtrap.hooks.chaos import Chaos, ChaosError
 
+pytest_plugins = ["pytester"]
+
 # -- chaos ---------------------------------------------------------------------------
 
 
@@ -207,3 +209,40 @@ def test_sendmail_without_recipients_or_server_fails_with_sendmail_codes(server:
     assert nobody.returncode == 65 and b"no recipients" in nobody.stderr
     closed = sendmail("--smtp", "127.0.0.1:1", "someone@example.com")
     assert closed.returncode == 75 and b"cannot send" in closed.stderr
+
+
+# -- chaos from the pytest plugin ----------------------------------------------------------
+
+
+def test_a_test_suite_uses_chaos_through_the_plugin_to_test_retries(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import smtplib
+
+        import pytest
+
+        def deliver(inbox):
+            with smtplib.SMTP(inbox.smtp_host, inbox.smtp_port, timeout=10) as client:
+                raw = b"To: a@example.com\\r\\nSubject: hi\\r\\n\\r\\nhi"
+                client.sendmail("app@example.com", ["a@example.com"], raw)
+
+        def send_with_retries(inbox, attempts):
+            for attempt in range(1, attempts + 1):
+                try:
+                    deliver(inbox)
+                    return attempt
+                except smtplib.SMTPSenderRefused as error:
+                    assert error.smtp_code == 451
+                    inbox.server.chaos.set_from_json({})  # the outage ends
+            raise AssertionError("never delivered")
+
+        def test_the_app_retries(mailtrap):
+            mailtrap.server.chaos.set_from_json({"Sender": {"ErrorCode": 451, "Probability": 100}})
+            assert send_with_retries(mailtrap, 3) == 2
+            assert mailtrap.wait_for(to="a@example.com").subject == "hi"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
