@@ -276,7 +276,12 @@ class Store:
         return self._submit("set_read", None if ids is None else list(ids), read)
 
     def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> Future[list[str]]:
-        """Replace the tags of messages; gives the IDs that exist."""
+        """Replace the tags of messages; gives the IDs that exist.
+
+        Waits for pending summaries first: a summary written after these tags
+        would put back the tags the message itself carries.
+        """
+        self.settle()
         return self._submit("set_tags", list(ids), list(tags))
 
     def apply_retention(self) -> Future[None]:
