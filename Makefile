@@ -5,19 +5,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+# setuptools notes on every editable install of a package-dir layout (ours, see
+# DESIGN.md) that folders named like the package may shadow it; nothing to act on.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
 .PHONY: run test lint bench clean
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip uninstall --quiet --yes mailtrap 2>/dev/null || true  # this project's old name
+	$(QUIET_EDITABLE) $(BIN)/pip install --quiet -e .
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip uninstall --quiet --yes mailtrap 2>/dev/null || true  # this project's old name
+	$(QUIET_EDITABLE) $(BIN)/pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP) $(RUN_STAMP)
 
 run: $(RUN_STAMP)
