@@ -295,6 +295,30 @@ def main() -> None:
     help="DNS server [HOST:]PORT that relay and message checks ask, instead of the system's.",
 )
 @option(
+    "--relay-config",
+    type=FILE,
+    default=None,
+    help="TOML file that turns relay on: mode, allowlist, smarthost, rules (README: Relay).",
+)
+@option(
+    "--spamassassin",
+    type=ADDRESS,
+    default=None,
+    help="SpamAssassin's spamd [HOST:]PORT for the spam check (off by default).",
+)
+@option(
+    "--link-check-allow-private",
+    is_flag=True,
+    help="Let the link check request loopback, private, link-local and CGNAT addresses.",
+)
+@option(
+    "--dkim-key",
+    multiple=True,
+    metavar="DOMAIN:SELECTOR=FILE",
+    help="Verify DKIM signatures of DOMAIN with SELECTOR against this key (PEM or DKIM record) "
+    "instead of DNS; repeatable (environment: space-separated).",
+)
+@option(
     "--log-level",
     type=click.Choice(logs.LEVELS, case_sensitive=False),
     default="info",
@@ -361,6 +385,8 @@ def serve(log_level: str, log_format: str, **settings: Any) -> None:
         click.echo(f"POP3S listening on {server.pop3s_address} (implicit TLS)")
     if server.config.http is not None:
         click.echo(f"HTTP listening on {server.http_address} (web inbox: {server.http_url})")
+    if server.relay is not None:
+        click.echo(f"Relay: {server.relay.settings.server_description}")
     click.echo(f"Database: {server.config.db_path}")
     click.echo("Press Ctrl+C to stop.")
     sys.stdout.flush()

@@ -105,6 +105,10 @@ class Config:
     http_workers: int = 8
     http_max_streams: int = 100
     dns: Address | None = None  # None: the system's resolver (relay and checks)
+    relay_config: Path | None = None  # a TOML file; None: relay is off
+    spamassassin: Address | None = None  # spamd for the spam check; None: not configured
+    link_check_allow_private: bool = False  # let the link check reach loopback and private nets
+    dkim_key: tuple[str, ...] = ()  # DOMAIN:SELECTOR=FILE, used instead of DNS for that key
     # Operations and hooks for other tools (mailtrap.ops, mailtrap.hooks).
     webhook_url: str | None = None  # POSTed the summary of each new message
     webhook_limit: float = 5.0  # webhook requests per second at most; 0 = no limit
@@ -173,6 +177,7 @@ class Config:
             self.smtp_auth_file,
             self.ui_auth_file,
             self.pop3_auth_file,
+            self.relay_config,
         )
         for path in files:
             if path is not None and not path.is_file():

@@ -97,8 +97,7 @@ class IngestListener:
             if not store.hub.has_subscribers or not _RECEIPT_PREFIX.fullmatch(receipt_prefix):
                 return
             sql = (
-                "SELECT id FROM messages WHERE substr(receipt, 1, ?) = ? "
-                "ORDER BY seq DESC LIMIT ?"
+                "SELECT id FROM messages WHERE substr(receipt, 1, ?) = ? ORDER BY seq DESC LIMIT ?"
             )
             params = [len(receipt_prefix), receipt_prefix, MAX_ANNOUNCED]
             ids = [row[0] for row in store.reader.execute(sql, params)]

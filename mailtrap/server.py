@@ -18,6 +18,10 @@ from mailtrap.live_ingest import IngestListener
 from mailtrap.ops.metrics import MetricSource
 from mailtrap.ops.stats import ServerStats
 from mailtrap.pop3.server import Pop3Service
+from mailtrap.relay import config as relay_config
+from mailtrap.relay import queue as relay_queue
+from mailtrap.relay.worker import RelayService
+from mailtrap.resolver import make_resolver
 from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
 from mailtrap.store import Store
 from mailtrap.throttle import AuthThrottle
@@ -26,6 +30,7 @@ from mailtrap.tls import self_signed_context, server_context
 if TYPE_CHECKING:
     from flask import Flask
 
+    from mailtrap.checks.service import Checks
     from mailtrap.web.http_server import SelectorWSGIServer
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,8 @@ class Server:
         self._http: SelectorWSGIServer | None = None
         self._http_thread: threading.Thread | None = None
         self.app: Flask | None = None
+        self.relay: RelayService | None = None  # None: relay is not configured
+        self.checks: Checks | None = None
 
     def start(self) -> Server:
         """Open the store and start listening; returns once every port is bound."""
@@ -86,8 +93,18 @@ class Server:
         config.validate()
         credentials = Credentials(config.smtp_auth_file) if config.smtp_auth_file else None
         tls_context = self._tls_context()
+        settings = relay_config.load(config.relay_config) if config.relay_config else None
+        # Imported here, as Flask is: importing mailtrap stays light (lxml, dkimpy...).
+        from mailtrap.checks.service import Checks
+
+        self.checks = Checks(self.store, config)  # reads --dkim-key files: fails before opening
         self.login_gate = LoginGate(self.auth_throttle)
         self.store.open()
+        try:
+            self._start_relay(settings)
+        except BaseException:
+            self.stop()
+            raise
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="mailtrap-loop", daemon=True
@@ -138,6 +155,18 @@ class Server:
             self.stop()
             raise
         return self
+
+    def _start_relay(self, settings: relay_config.RelaySettings | None) -> None:
+        if settings is None:
+            # Mail that comes while relay is off must never be auto-relayed later.
+            self.store.relay_write("start_rules", False).result()
+            return
+        resolver = make_resolver(self.config.dns, settings.dns_timeout)
+        self.relay = RelayService(self.store, settings, resolver, self.config.hostname).start()
+
+    def relay_counts(self) -> dict[str, int]:
+        """The relay queue's numbers, for metrics: pending, deferred, delivered, failed, sending."""
+        return relay_queue.counts(self.store.reader)
 
     def _start_pop3(self, tls_context: ssl.SSLContext | None) -> None:
         """POP3 and POP3S on the SMTP loop, sharing one TLS context with SMTP."""
@@ -225,6 +254,9 @@ class Server:
             self._loop.close()
             self._loop = self._thread = self._smtp = None
             self._pop3 = self._pop3s = self._pop3_service = None
+        if self.relay is not None:
+            self.relay.stop(grace)
+            self.relay = None
         if self.login_gate is not None:
             self.login_gate.close()
             self.login_gate = None

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from mailtrap.checks import cache as check_cache
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.events import EventHub
 from mailtrap.message import summary
@@ -151,6 +152,7 @@ class Store:
         self._unparsed: set[str] = set()
         self._parsed = threading.Condition()
         self.spool_dir: Path | None = None
+        self._parsed_listeners: list[Callable[[list[str]], None]] = []
         # Unique across stores and restarts without a system call per message.
         self._receipt_prefix = secrets.token_hex(6) + "-"
         self._receipts = itertools.count()
@@ -283,6 +285,18 @@ class Store:
         """
         self.settle()
         return self._submit("set_tags", list(ids), list(tags))
+
+    def relay_write(self, name: str, *args: Any) -> Future[Any]:
+        """A write to the relay queue, by its name in :data:`mailtrap.relay.queue.WRITES`."""
+        return self._submit("relay", name, *args)
+
+    def add_parsed_listener(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(IDs)`` (on the store's answer thread) when summaries are written."""
+        self._parsed_listeners.append(listener)
+
+    def save_check(self, message_id: str, name: str, key: str, result: Any) -> Future[bool]:
+        """Cache a check result (JSON-able) of a message; gives False if the message is gone."""
+        return self._submit("save_check", message_id, name, key, json.dumps(result))
 
     def apply_retention(self) -> Future[None]:
         """Prune now by ``max_messages`` and ``max_age``, as after a write of another process."""
@@ -435,6 +449,8 @@ class Store:
             with self._parsed:
                 self._unparsed.difference_update(ids)
                 self._parsed.notify_all()
+            for listener in self._parsed_listeners:
+                self._guarded(listener, ids)
 
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Wait until every message acknowledged so far has its summary written.
@@ -509,6 +525,12 @@ class Store:
             self._readers.token = token = _ThreadToken()
             weakref.finalize(token, _return_reader, self._idle_readers, conn)
         return conn
+
+    def cached_check(
+        self, message_id: str, name: str, key: str, max_age: float | None = None
+    ) -> Any | None:
+        """A cached check result with fingerprint ``key``, or None."""
+        return check_cache.load(self.reader, message_id, name, key, max_age)
 
     def count(self) -> int:
         return self.reader.execute("SELECT count(*) FROM messages").fetchone()[0]

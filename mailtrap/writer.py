@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from mailtrap.archive import Archive
+from mailtrap.checks import cache as check_cache
 from mailtrap.part_index import write_part_index
+from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
 from mailtrap.summarizer import Parsed, Summarizer, unparsed
 
@@ -194,6 +196,14 @@ class Writer:
             sql = f"UPDATE messages SET tags = ? WHERE id IN ({marks}) RETURNING id"
             updated += [row[0] for row in self.conn.execute(sql, [value, *chunk])]
         return updated
+
+    def op_relay(self, name: str, *args: Any) -> Any:
+        """A write to the relay queue (:data:`mailtrap.relay.queue.WRITES`)."""
+        return relay_queue.WRITES[name](self.conn, *args)
+
+    def op_save_check(self, message_id: str, name: str, key: str, result: str) -> bool:
+        """Cache a check result of a message; False if the message is gone."""
+        return check_cache.save(self.conn, message_id, name, key, result)
 
     # -- batches -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import resource
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
@@ -23,6 +24,7 @@ from mailtrap import __version__
 from mailtrap.compose import ComposeError, compose
 from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
 from mailtrap.message import find_part, headers_map, message_detail, summary
+from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse
 from mailtrap.store import Page
@@ -258,6 +260,8 @@ def get_message(message_id: str) -> Any:
     message_id = _message_id(message_id)
     row, source = store.source(message_id)
     detail = message_detail(row, source)
+    # Beyond Mailpit: each relay delivery of the message and how it went.
+    detail["Relay"] = relay_queue.of_message(store.reader, message_id)
     if not row["read"] and not security.from_foreign_page():
         _committed(store.set_read([message_id], True))
     return jsonify(detail)
@@ -294,6 +298,34 @@ def message_part(message_id: str, part_id: str) -> Any:
     response = Response(part.chunks(), content_type=part.content_type)
     response.headers.update(attachment_headers(part.filename or part.content_id or part_id))
     return response
+
+
+MAX_RELEASE_RECIPIENTS = 100
+
+
+@bp.post("/message/<message_id>/release")
+def release_message(message_id: str) -> Any:
+    """Mailpit's release: queue the message for ``To``; the answer does not wait for delivery."""
+    relay = _server().relay
+    if relay is None:
+        abort(400, "relay is not configured (start the server with --relay-config)")
+    message_id = _message_id(message_id)
+    _store().get(message_id)  # 404 for an unknown ID, before the body is judged
+    recipients = _strings(_json_object(), "To", MAX_RELEASE_RECIPIENTS)
+    addresses = []
+    for entry in recipients:
+        address = parseaddr(entry)[1]
+        if "@" not in address or not address.strip():
+            abort(400, f"Invalid email address: {entry}")
+        addresses.append(address)
+    if not addresses:
+        abort(400, "No valid addresses found")
+    refused = relay.refusals(addresses)
+    if refused:
+        reasons = ", ".join(f"{address} ({reason})" for address, reason in refused.items())
+        abort(400, f"Failed: {'address' if len(refused) == 1 else 'addresses'} refused: {reasons}")
+    relay.release(message_id, addresses)
+    return _ok()
 
 
 # -- tags ----------------------------------------------------------------------

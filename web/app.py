@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
-from mailtrap.web import api, chaos, events, metrics, security, ui
+from mailtrap.web import api, chaos, checks_api, events, metrics, security, ui
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def create_app(server: Server) -> Flask:
     _register_error_handlers(app)
     security.register(app)  # first: its checks run before every other handler
     api.register(app)
+    checks_api.register(app)
     events.register(app)
     ui.register(app)
     metrics.register(app)  # /metrics

@@ -56,6 +56,30 @@ def _websocket_sources() -> str:
     return f"ws://{host} wss://{host}" if _HOST.fullmatch(host) else ""
 
 
+def _message_relay(server: Server) -> dict[str, Any]:
+    """Mailpit's MessageRelay; the allowlist and blocklist are lists, not patterns, here."""
+    relay = server.relay
+    if relay is None:
+        return {
+            "Enabled": False, "SMTPServer": "", "ReturnPath": "", "AllowedRecipients": "",
+            "BlockedRecipients": "", "OverrideFrom": "", "PreserveMessageIDs": False,
+            "RecipientAllowlist": "",
+        }  # fmt: skip
+    settings = relay.settings
+    policy = settings.recipients
+    allowed = "*" if policy.allow_any else ", ".join(sorted(policy.addresses | policy.domains))
+    return {
+        "Enabled": True,
+        "SMTPServer": settings.server_description,
+        "ReturnPath": settings.sender or "",
+        "AllowedRecipients": allowed,
+        "BlockedRecipients": ", ".join(sorted(policy.blocked_addresses | policy.blocked_domains)),
+        "OverrideFrom": "",  # Mailtrap never rewrites the From header
+        "PreserveMessageIDs": settings.keep_message_id,
+        "RecipientAllowlist": allowed,  # the older name of AllowedRecipients
+    }
+
+
 def webui() -> Any:
     """Mailpit's ``WebUIConfiguration``, plus where SMTP listens (for the empty inbox)."""
     server: Server = current_app.config["MAILTRAP_SERVER"]
@@ -64,14 +88,7 @@ def webui() -> Any:
     return jsonify(
         {
             "Label": "",
-            "MessageRelay": {
-                "Enabled": False,
-                "SMTPServer": "",
-                "ReturnPath": "",
-                "AllowedRecipients": "",
-                "BlockedRecipients": "",
-                "OverrideFrom": "",
-            },
+            "MessageRelay": _message_relay(server),
             "SpamAssassin": False,
             "ChaosEnabled": False,
             "DuplicatesIgnored": False,

@@ -2,11 +2,12 @@
 // (a sandboxed frame), plain text, source, headers and attachments.
 
 import * as api from "./api.js";
+import { showChecks } from "./checks.js";
 import { h, icon, replace } from "./dom.js";
 import { addressList, fullTime, hue, initials, mediumTime, personName, size } from "./format.js";
 
-const TABS = ["html", "text", "source", "headers", "attachments"];
-const TAB_LABELS = { html: "HTML", text: "Text", source: "Source", headers: "Headers", attachments: "Attachments" };
+const TABS = ["html", "text", "source", "headers", "attachments", "checks"];
+const TAB_LABELS = { html: "HTML", text: "Text", source: "Source", headers: "Headers", attachments: "Attachments", checks: "Checks" };
 const WIDTHS = [
   ["phone", "Phone (375 px)"],
   ["tablet", "Tablet (768 px)"],
@@ -266,6 +267,7 @@ export class MessageView {
     if (message.Text || !message.HTML) tabs.push("text");
     tabs.push("source", "headers");
     if ((message.Attachments || []).length + (message.Inline || []).length > 0) tabs.push("attachments");
+    tabs.push("checks");
     return tabs;
   }
 
@@ -288,6 +290,7 @@ export class MessageView {
     else if (name === "text") this.showText(message);
     else if (name === "source") this.showSource(message);
     else if (name === "headers") this.showHeaders(message);
+    else if (name === "checks") showChecks(this.panel, message.ID);
     else this.showAttachments(message);
   }
 
