@@ -9,6 +9,8 @@ from pathlib import Path
 import platformdirs
 
 from mailtrap.errors import ConfigError
+from mailtrap.tags.arrival import Tagging
+from mailtrap.tags.rules import MAX_RULES, TagRule, load_rules
 
 MiB = 1024 * 1024
 
@@ -105,6 +107,25 @@ class Config:
     http_workers: int = 8
     http_max_streams: int = 100
     dns: Address | None = None  # None: the system's resolver (relay and checks)
+    tag: tuple[TagRule, ...] = ()  # --tag rules
+    tags_config: Path | None = None  # a TOML file of more rules
+    tags_disable: tuple[str, ...] = ()  # "plus-addresses", "x-tags"
+    tags_title_case: bool = False
+    tags_username: bool = False
+
+    def tagging(self) -> Tagging:
+        """How arriving mail is tagged; reads ``tags_config`` (ConfigError if it is bad)."""
+        rules = self.tag + (load_rules(self.tags_config) if self.tags_config else ())
+        if len(rules) > MAX_RULES:
+            raise ConfigError(f"at most {MAX_RULES} tag rules, not {len(rules)}")
+        disabled = {_TAGS_DISABLE[name.strip().lower()] for name in self.tags_disable}
+        return Tagging(
+            rules=rules,
+            plus_addresses="plus-addresses" not in disabled,
+            x_tags="x-tags" not in disabled,
+            title_case=self.tags_title_case,
+            username=self.tags_username,
+        )
 
     @property
     def db_path(self) -> Path:
@@ -169,6 +190,20 @@ class Config:
         for path in files:
             if path is not None and not path.is_file():
                 raise ConfigError(f"file not found: {path}")
+        for name in self.tags_disable:
+            if name.strip().lower() not in _TAGS_DISABLE:
+                raise ConfigError(
+                    f"--tags-disable {name!r}: expected plus-addresses or x-tags (comma-separated)"
+                )
+
+
+# Mailpit's --tags-disable names, and the spellings it also takes.
+_TAGS_DISABLE = {
+    "plus-addresses": "plus-addresses",
+    "plus-addressing": "plus-addresses",
+    "x-tags": "x-tags",
+    "xtags": "x-tags",
+}
 
 
 def parse_optional_address(text: str) -> Address | None:

@@ -13,7 +13,7 @@ from mailtrap.auth import Credentials, LoginGate
 from mailtrap.config import Address, Config
 from mailtrap.errors import ListenError
 from mailtrap.pop3.server import Pop3Service
-from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
+from mailtrap.smtp import CaptureHandler, SessionTracker, SmtpStats, smtp_factory
 from mailtrap.store import Store
 from mailtrap.throttle import AuthThrottle
 from mailtrap.tls import self_signed_context, server_context
@@ -54,6 +54,7 @@ class Server:
             failure_delay=self.config.auth_failure_delay,
         )
         self.login_gate: LoginGate | None = None
+        self.stats = SmtpStats()  # what SMTP accepted and refused since the start
         self._tracker = SessionTracker(
             self.config.smtp_max_connections,
             max_per_client=self.config.smtp_max_connections_per_ip,
@@ -73,6 +74,7 @@ class Server:
         credentials = Credentials(config.smtp_auth_file) if config.smtp_auth_file else None
         tls_context = self._tls_context()
         self.login_gate = LoginGate(self.auth_throttle)
+        self.store.tagging = config.tagging()  # reads --tags-config: a bad file stops us here
         self.store.open()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -85,6 +87,7 @@ class Server:
             credentials=credentials,
             gate=self.login_gate,
         )
+        handler.stats = self.stats
         factory = smtp_factory(
             handler,
             tracker=self._tracker,

@@ -418,6 +418,7 @@ class MailtrapSMTP(SMTP):
                 await read_data(self._reader, spool, self.data_size_limit or 0, self._reset_timeout)
             except DataTooLarge:
                 self._set_post_data_state()
+                self.event_handler.stats.rejected += 1
                 await self.push(REPLY_TOO_BIG)
                 return
             except SpoolFailed:
@@ -437,6 +438,15 @@ class MailtrapSMTP(SMTP):
             self._tracker.end_transaction()
 
 
+@dataclass
+class SmtpStats:
+    """Counts since the server started, for Mailpit's ``RuntimeStats`` in ``/api/v1/info``."""
+
+    accepted: int = 0  # messages answered 250
+    accepted_size: int = 0  # their bytes
+    rejected: int = 0  # messages refused: too big, or not stored
+
+
 class CaptureHandler:
     """aiosmtpd handler hooks: envelope checks, then hand the message to the store."""
 
@@ -454,6 +464,7 @@ class CaptureHandler:
         self.max_recipients = max_recipients
         self.credentials = credentials
         self.gate = gate
+        self.stats = SmtpStats()
 
     async def handle_EHLO(
         self,
@@ -513,7 +524,10 @@ class CaptureHandler:
             message_id = await asyncio.shield(asyncio.wrap_future(self.store.add(message)))
         except StorageError:
             log.exception("could not store a message from %s", message.peer)
+            self.stats.rejected += 1
             return REPLY_STORAGE_FAILED
+        self.stats.accepted += 1
+        self.stats.accepted_size += message.length
         return f"250 2.0.0 Ok: queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:

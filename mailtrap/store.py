@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import queue
 import secrets
@@ -39,6 +38,7 @@ from mailtrap.rows import IncomingMessage
 from mailtrap.schema import prepare_database
 from mailtrap.search import Search
 from mailtrap.spool import make_spool_dir
+from mailtrap.tags.arrival import Tagging
 from mailtrap.writer import connect, send_batch
 
 __all__ = ["IncomingMessage", "Store"]
@@ -54,6 +54,9 @@ SUMMARY_COLUMNS = (
     "reply_to_json, subject, created, auth_user, tags, size, attachments, snippet"
 )
 WRITER_START_TIMEOUT = 30.0
+# More changes than this in one write are announced as one "prune" event (clients
+# reload), as Mailpit announces a search deleting more than 200 messages.
+PRUNE_EVENT_AFTER = 200
 # How long a read waits for the summaries of messages already acknowledged;
 # longer than the parser's CPU budget per message.
 SETTLE_TIMEOUT = 5.0
@@ -116,13 +119,16 @@ class Store:
         max_age: float | None = None,
         sync: str = "full",
         hub: EventHub | None = None,
+        tagging: Tagging | None = None,
     ):
         self.path = Path(path)
+        self.tagging = tagging or Tagging()
         self.hub = hub if hub is not None else EventHub()
         self.max_messages = max_messages
         self.max_age = max_age
         self.sync = sync
         self.commits = 0  # transactions the writer has committed, as last reported
+        self.deleted = 0  # messages deleted or pruned since the store opened
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -185,7 +191,7 @@ class Store:
         command = [sys.executable, "-m", "mailtrap.writer", str(theirs.fileno()), str(self.path)]
         try:
             process = subprocess.Popen(
-                [*command, str(self.max_messages), max_age, self.sync],
+                [*command, str(self.max_messages), max_age, self.sync, self.tagging.to_json()],
                 pass_fds=[theirs.fileno()],
             )
         finally:
@@ -256,9 +262,25 @@ class Store:
         """Mark messages (``ids`` None: all) read or unread; gives the IDs that changed."""
         return self._submit("set_read", None if ids is None else list(ids), read)
 
-    def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> Future[list[str]]:
-        """Replace the tags of messages; gives the IDs that exist."""
+    def set_tags(
+        self, ids: Iterable[str], tags: Iterable[str]
+    ) -> Future[list[tuple[str, list[str]]]]:
+        """Replace the tags of messages; gives (ID, tags as stored) of those that exist."""
         return self._submit("set_tags", list(ids), list(tags))
+
+    def add_tags(
+        self, ids: Iterable[str], tags: Iterable[str]
+    ) -> Future[list[tuple[str, list[str]]]]:
+        """Add tags to messages; gives (ID, tags) of those whose tags changed."""
+        return self._submit("add_tags", list(ids), list(tags))
+
+    def rename_tag(self, old: str, new: str) -> Future[tuple[str, list[str]]]:
+        """Rename a tag everywhere: ("renamed", IDs), ("not found", []) or ("exists", [])."""
+        return self._submit("rename_tag", old, new)
+
+    def delete_tag(self, name: str) -> Future[tuple[str, list[str]]]:
+        """Take a tag off every message: ("deleted", IDs) or ("not found", [])."""
+        return self._submit("delete_tag", name)
 
     def _submit(self, name: str, *args: Any) -> Future[Any]:
         if self._dispatcher is None:
@@ -372,10 +394,13 @@ class Store:
             _, outcomes, self.commits, pruned = answer
             in_flight, self._in_flight = self._in_flight, None
             assert in_flight is not None
+            self.deleted += len(pruned)
             for job, (ok, value) in zip(in_flight.jobs, outcomes, strict=True):
                 if ok and job.name == "add":
                     with self._parsed:
                         self._unparsed.add(value)  # before the 250: reads after it wait
+                elif ok and job.name in ("delete", "delete_all"):
+                    self.deleted += value if isinstance(value, int) else len(value)
                 self._finish(job, value if ok else StorageError(f"could not write: {value}"))
             in_flight.answered.set()
             if self.hub.has_subscribers:
@@ -437,18 +462,28 @@ class Store:
             if not ok:
                 continue
             if job.name == "delete":
-                for message_id in value:
-                    self.hub.publish("delete", {"ID": message_id})
+                self._publish_each("delete", value, lambda message_id: {"ID": message_id})
             elif job.name == "delete_all":
                 self.hub.publish("truncate")
             elif job.name == "set_read":
-                for message_id in value:
-                    self.hub.publish("update", {"ID": message_id, "Read": job.args[1]})
-            elif job.name == "set_tags":
-                for message_id in value:
-                    self.hub.publish("update", {"ID": message_id, "Tags": sorted(set(job.args[1]))})
-        for message_id in pruned:
-            self.hub.publish("delete", {"ID": message_id})
+                self._publish_each(
+                    "update",
+                    value,
+                    lambda message_id, read=job.args[1]: {"ID": message_id, "Read": read},
+                )
+            elif job.name in ("set_tags", "add_tags"):
+                self._publish_each("update", value, lambda pair: {"ID": pair[0], "Tags": pair[1]})
+            elif job.name in ("rename_tag", "delete_tag") and value[1]:
+                self.hub.publish("prune")  # as Mailpit: clients reload what they show
+        self._publish_each("delete", pruned, lambda message_id: {"ID": message_id})
+
+    def _publish_each(self, type: str, items: list[Any], data: Callable[[Any], Any]) -> None:
+        """An event per message; more than PRUNE_EVENT_AFTER of them: one ``prune`` event."""
+        if len(items) > PRUNE_EVENT_AFTER:
+            self.hub.publish("prune")
+            return
+        for item in items:
+            self.hub.publish(type, data(item))
 
     # -- reads ---------------------------------------------------------------
 
@@ -583,24 +618,11 @@ class Store:
     def tag_counts(self) -> dict[str, int]:
         """Every tag in use, sorted, with how many messages have it."""
         self.settle()
-        # ``tags != '[]'`` lets SQLite read only tagged messages (a partial index).
-        sql = (
-            "SELECT tag.value, count(*) FROM messages, json_each(messages.tags) AS tag "
-            "WHERE messages.tags != '[]' GROUP BY tag.value ORDER BY tag.value"
-        )
+        sql = "SELECT name, messages FROM tag_names ORDER BY name"
         return {name: count for name, count in self.reader.execute(sql)}
 
     def tags(self) -> list[str]:
         return list(self.tag_counts())
-
-    def tagged(self, tag: str) -> list[tuple[str, list[str]]]:
-        """(ID, tags) of every message with ``tag``."""
-        self.settle()
-        sql = (
-            "SELECT id, tags FROM messages WHERE tags != '[]' "
-            "AND EXISTS (SELECT 1 FROM json_each(messages.tags) WHERE value = ?)"
-        )
-        return [(row[0], json.loads(row[1])) for row in self.reader.execute(sql, [tag])]
 
     def database_size(self) -> int:
         """Bytes on disk: the database file and its write-ahead log."""

@@ -24,8 +24,12 @@ from typing import Any
 from mailtrap.mime import Summary, summarize
 from mailtrap.part_index import PartIndex, make_part_index
 from mailtrap.rows import storable, summary_values
+from mailtrap.tags.arrival import Tagging
 
 log = logging.getLogger(__name__)
+
+
+_Job = tuple[int, str, bytes | None, list[str], str | None]  # seq, ID, raw, RCPT TOs, login
 
 
 @dataclass
@@ -49,12 +53,16 @@ class Summarizer:
     result is ready, so the writer can wait on it beside its pipe.
     """
 
-    def __init__(self, path: Path, connect: Callable[[Path], sqlite3.Connection]):
+    def __init__(
+        self,
+        path: Path,
+        connect: Callable[[Path], sqlite3.Connection],
+        tagging: Tagging | None = None,
+    ):
         self.path = path
         self._connect = connect
-        self._jobs: queue.SimpleQueue[tuple[int, str, bytes | None, list[str]] | None] = (
-            queue.SimpleQueue()
-        )
+        self.tagging = tagging or Tagging()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._done: list[Parsed] = []
         self._lock = threading.Lock()
         self.wake, self._waker = socket.socketpair()
@@ -63,8 +71,15 @@ class Summarizer:
         self._thread = threading.Thread(target=self._run, name="mailtrap-summarizer", daemon=True)
         self._thread.start()
 
-    def submit(self, seq: int, message_id: str, raw: bytes | None, rcpt_tos: list[str]) -> None:
-        self._jobs.put((seq, message_id, raw, rcpt_tos))
+    def submit(
+        self,
+        seq: int,
+        message_id: str,
+        raw: bytes | None,
+        rcpt_tos: list[str],
+        auth_user: str | None = None,
+    ) -> None:
+        self._jobs.put((seq, message_id, raw, rcpt_tos, auth_user))
 
     def take_done(self) -> list[Parsed]:
         """The results so far (and clear the wake-up bytes that announced them)."""
@@ -87,14 +102,17 @@ class Summarizer:
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         while (job := self._jobs.get()) is not None:
-            seq, message_id, raw, rcpt_tos = job
+            seq, message_id, raw, rcpt_tos, auth_user = job
             if raw is None:
                 conn = conn or self._connect(self.path)
                 raw = _stored_raw(conn, seq)
             # Deleted before its turn came: nothing to write, but still done.
             parsed = Parsed(seq, message_id, None)
             if raw is not None:
-                values = _storable(summary_values(_summary(raw, rcpt_tos)))
+                summary = _summary(raw, rcpt_tos)
+                # Names as found: the writer cleans them and spells them as stored.
+                summary.tags = self.tagging.header_tags(summary, auth_user)
+                values = _storable(summary_values(summary))
                 parsed = Parsed(seq, message_id, values, _storable_index(make_part_index(raw)))
             with self._lock:
                 self._done.append(parsed)
@@ -139,7 +157,9 @@ def _stored_raw(conn: sqlite3.Connection, seq: int) -> bytes | None:
         return None
 
 
-def unparsed(conn: sqlite3.Connection) -> list[tuple[int, str, list[str]]]:
-    """(seq, ID, envelope recipients) of rows whose summary is not written yet."""
-    sql = "SELECT seq, id, rcpt_tos FROM messages WHERE parsed = 0 ORDER BY seq"
-    return [(seq, id_, json.loads(rcpts or "[]")) for seq, id_, rcpts in conn.execute(sql)]
+def unparsed(conn: sqlite3.Connection) -> list[tuple[int, str, list[str], str | None]]:
+    """(seq, ID, envelope recipients, login) of rows whose summary is not written yet."""
+    sql = "SELECT seq, id, rcpt_tos, auth_user FROM messages WHERE parsed = 0 ORDER BY seq"
+    return [
+        (seq, id_, json.loads(rcpts or "[]"), user) for seq, id_, rcpts, user in conn.execute(sql)
+    ]

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
+from mailtrap.search import SearchSyntaxError
 from mailtrap.web import api, events, security, ui
 from mailtrap.web.webroot import at_webroot
 
@@ -71,6 +72,10 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
         return jsonify({"Error": error.description}), error.code
+
+    @app.errorhandler(SearchSyntaxError)
+    def bad_search(error: SearchSyntaxError) -> Any:
+        return jsonify({"Error": str(error)}), 400
 
     @app.errorhandler(MessageNotFound)
     def not_found(error: MessageNotFound) -> Any:

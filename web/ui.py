@@ -71,10 +71,13 @@ def webui() -> Any:
                 "AllowedRecipients": "",
                 "BlockedRecipients": "",
                 "OverrideFrom": "",
+                "PreserveMessageIDs": False,
+                "RecipientAllowlist": "",  # Mailpit still sends this old name of AllowedRecipients
             },
             "SpamAssassin": False,
             "ChaosEnabled": False,
             "DuplicatesIgnored": False,
+            "HideDeleteAllButton": False,
             # Beyond Mailpit: what the empty inbox tells people to configure.
             "Version": __version__,
             "SMTP": {
