@@ -245,6 +245,8 @@ def message_detail(row: sqlite3.Row, message: MessageSource | bytes) -> dict[str
     return {
         "ID": fields["ID"],
         "MessageID": fields["MessageID"],
+        # Mailpit dropped it in 1.9 (a read message is read); mailpit-api-client needs it.
+        "Read": True,
         "From": fields["From"],
         "To": fields["To"],
         "Cc": fields["Cc"],

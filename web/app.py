@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.search import SearchSyntaxError
-from mailtrap.web import api, events, security, ui
+from mailtrap.web import api, events, openapi, security, ui
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ def create_app(server: Server) -> Flask:
     api.register(app)
     events.register(app)
     ui.register(app)
+    openapi.register(app)
 
     @app.get("/livez")
     def livez() -> Any:
