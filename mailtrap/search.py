@@ -387,5 +387,6 @@ def one_message(search: Search, fts_table: str) -> Search:
     message: the full-text test then costs the size of the message, not of
     the mailbox (a prefix query reads every matching term of the whole index).
     """
-    single = f"EXISTS (SELECT 1 FROM {fts_table} WHERE {fts_table} MATCH ?)"
+    # MATCH takes the table's bare name, even when the FROM names its database.
+    single = f"EXISTS (SELECT 1 FROM {fts_table} WHERE {fts_table.rpartition('.')[2]} MATCH ?)"
     return Search(search.where.replace(_FTS_MATCH, single), search.params)
