@@ -45,7 +45,7 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from proc_memory import tree_mb
+from proc_memory import RssSampler, tree_mb
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -584,6 +584,7 @@ class BigResult:
     total_s: float | None = None
     after_end_of_data_s: float | None = None
     peak_rss_mb: float | None = None
+    sampled_peak_mb: float | None = None  # the most the tree held at one moment
     rows_after_stop: int | str | None = None
     error: str | None = None
 
@@ -604,11 +605,13 @@ def run_big(plan: Plan, name: str, message: bytes, copies: int = 1) -> BigResult
                 sends = [send_over_connection(server.port, body, 1) for _ in range(copies)]
                 return [timings[0] for timings in await asyncio.gather(*sends)]
 
-            timings = asyncio.run(send_all())
-            result.total_s = max(t.total for t in timings)
-            result.after_end_of_data_s = max(t.after_end_of_data for t in timings)
-            if name == "mailtrap":  # parsing comes after the 250, and counts too
-                wait_until_parsed(db_path)
+            with RssSampler(server.pid) as sampler:
+                timings = asyncio.run(send_all())
+                result.total_s = max(t.total for t in timings)
+                result.after_end_of_data_s = max(t.after_end_of_data for t in timings)
+                if name == "mailtrap":  # parsing comes after the 250, and counts too
+                    wait_until_parsed(db_path)
+            result.sampled_peak_mb = sampler.peak_mb or None
             server.check_alive()
             result.peak_rss_mb = server.peak_rss_mb()
             if name == "mailtrap":
@@ -713,6 +716,7 @@ def print_big_results(results: Sequence[BigResult]) -> None:
         "idle RSS MB",
         "peak RSS MB",
         "(peak-idle)/bytes",
+        "sampled peak MB",
         "rows",
     ]
     rows = []
@@ -730,6 +734,7 @@ def print_big_results(results: Sequence[BigResult]) -> None:
                 fmt(r.idle_rss_mb),
                 fmt(r.peak_rss_mb),
                 fmt(cost, ".2f"),
+                fmt(r.sampled_peak_mb),
                 fmt(r.rows_after_stop),
             ]
         )

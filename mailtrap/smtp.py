@@ -46,6 +46,8 @@ REPLY_AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
 AUTH_LINE_LIMIT = 12288  # octets in one line of the AUTH exchange (RFC 4954 4)
 # Commands that change nothing: they do not hold a connection open (Postfix's junk commands).
 JUNK_COMMANDS = frozenset({"NOOP", "RSET", "HELP", "VRFY", "EXPN"})
+# Steps towards a message, which count as progress only once it is sent.
+TRANSACTION_STEPS = frozenset({"MAIL", "RCPT"})
 
 
 class DataTooLarge(Exception):
@@ -310,7 +312,8 @@ class MailtrapSMTP(SMTP):
         aiosmtpd restarts the idle timer before every known command; a NOOP
         loop would hold a connection forever. Junk (NOOP, RSET, HELP, VRFY,
         EXPN), refused commands and repeated greetings keep the time of the
-        last progress, and ``junk_command_limit`` of them in a row end the session.
+        last progress, and ``junk_command_limit`` of them without a message
+        sent in between (or a greeting, AUTH or STARTTLS) end the session.
         """
 
         @functools.wraps(method)
@@ -320,7 +323,11 @@ class MailtrapSMTP(SMTP):
             result = await method(arg)
             if self._made_progress(command, greeted):
                 self._progress_at = self.loop.time()
-                self._junk = 0
+                # MAIL and RCPT put off the idle timeout, but only a message
+                # (or a greeting, AUTH, STARTTLS) clears the junk count: a
+                # MAIL/RSET loop would otherwise hold a slot forever.
+                if command not in TRANSACTION_STEPS:
+                    self._junk = 0
             else:
                 self._junk += 1
                 if self._junk >= self._junk_limit and self.transport is not None:

@@ -265,21 +265,29 @@ class Store:
     def set_tags(
         self, ids: Iterable[str], tags: Iterable[str]
     ) -> Future[list[tuple[str, list[str]]]]:
-        """Replace the tags of messages; gives (ID, tags as stored) of those that exist."""
+        """Replace the tags of messages; gives (ID, tags as stored) of those that exist.
+
+        Waits for pending summaries first: a summary written after these tags
+        would put back the tags the message itself carries.
+        """
+        self.settle()
         return self._submit("set_tags", list(ids), list(tags))
 
     def add_tags(
         self, ids: Iterable[str], tags: Iterable[str]
     ) -> Future[list[tuple[str, list[str]]]]:
         """Add tags to messages; gives (ID, tags) of those whose tags changed."""
+        self.settle()  # as set_tags: no summary written later may undo this
         return self._submit("add_tags", list(ids), list(tags))
 
     def rename_tag(self, old: str, new: str) -> Future[tuple[str, list[str]]]:
         """Rename a tag everywhere: ("renamed", IDs), ("not found", []) or ("exists", [])."""
+        self.settle()  # as set_tags: no summary written later may undo this
         return self._submit("rename_tag", old, new)
 
     def delete_tag(self, name: str) -> Future[tuple[str, list[str]]]:
         """Take a tag off every message: ("deleted", IDs) or ("not found", [])."""
+        self.settle()  # as set_tags: no summary written later may undo this
         return self._submit("delete_tag", name)
 
     def _submit(self, name: str, *args: Any) -> Future[Any]:

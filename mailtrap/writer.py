@@ -1,7 +1,8 @@
 """The writer process: the only code that writes messages to the database.
 
-It runs in a process of its own so that parsing and indexing mail uses the
-second core instead of competing with the SMTP loop for the GIL. It takes
+It runs in a process of its own so that committing mail uses the second core
+instead of competing with the SMTP loop for the GIL; parsing and indexing run
+in a third (:mod:`mailtrap.summarizer`). It takes
 batches of operations from a socket, applies each batch in one transaction
 (group commit), and answers with one result per operation once it is
 committed. Started as ``python -m mailtrap.writer FD PATH MAX_MESSAGES MAX_AGE SYNC TAGGING``
@@ -32,9 +33,8 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 60.0  # seconds between --max-age sweeps
 SPOOL_COPY_CHUNK = 1024 * 1024  # bytes of a spooled message copied into its blob at a time
-# The summarizer thread holds the GIL while it parses; a short switch interval
-# lets the thread that commits other clients' messages in promptly.
-SWITCH_INTERVAL = 0.001
+SUMMARY_BATCH = 64  # summaries written in one transaction once this many are ready
+SUMMARY_DELAY = 0.02  # seconds a ready summary waits for others at most
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -110,16 +110,19 @@ class Writer:
         self.pruned: list[str] = []  # IDs pruned since the last answer, for delete events
         self._added: list[tuple[int, str, IncomingMessage]] = []  # in the open transaction
         self._committed: list[tuple[int, str, IncomingMessage]] = []  # not yet being parsed
-        self.summarizer = Summarizer(path, connect, self.tagging)
+        self.summarizer = Summarizer(path, self.tagging)
+        self._summaries: list[Parsed] = []  # parsed, not written yet
+        self._summaries_since = 0.0  # when the oldest of them was collected
         self.prune()
         # Committed before a crash but never parsed: parse them now.
         for seq, message_id, rcpt_tos, auth_user in unparsed(self.conn):
-            self.summarizer.submit(seq, message_id, None, rcpt_tos, auth_user)
+            self.summarizer.submit(seq, message_id, rcpt_tos, auth_user)
 
     def close(self) -> None:
         """Parse and write what is still queued, then close the database."""
         self.parse_committed()
-        self.apply_parsed(self.summarizer.close())
+        self.apply_parsed(self._summaries + self.summarizer.close())
+        self._summaries = []
         self.conn.close()
 
     # -- operations ----------------------------------------------------------
@@ -292,14 +295,10 @@ class Writer:
     def parse_committed(self) -> None:
         """Hand the messages committed since the last call to the summarizer.
 
-        Called after the answer is sent: the summarizer would otherwise take
-        the GIL from the thread that is about to send it.
+        Called after the answer is sent, so that the answer goes out first.
         """
         for seq, message_id, message in self._committed:
-            # A spooled message is read back from the database: its file is the
-            # sender's to remove once the answer is in.
-            raw = None if message.spool is not None else message.raw
-            self.summarizer.submit(seq, message_id, raw, message.rcpt_tos, message.auth_user)
+            self.summarizer.submit(seq, message_id, message.rcpt_tos, message.auth_user)
         self._committed = []
 
     def apply_parsed(self, parsed: list[Parsed]) -> list[str]:
@@ -331,11 +330,14 @@ class Writer:
 
     def _write_parsed_rows(self, parsed: Sequence[Parsed]) -> None:
         for item in parsed:
-            if item.values is not None and item.index is not None:
-                tags = stored_tags(self.conn, json.loads(item.values["tags"]))
+            values = None
+            if item.values is not None:
+                tags = stored_tags(self.conn, json.loads(item.values["tags"] or "[]"))
                 values = {**item.values, "tags": json.dumps(tags), "seq": item.seq}
                 self.conn.execute(UPDATE_SUMMARY, values)
+            if item.index is not None:
                 write_part_index(self.conn, item.seq, item.index)
+            if values is not None:
                 # The rules search the summary just written, in this transaction.
                 extra = self.tagging.rule_tags(self.conn, item.seq, values)
                 if extra:
@@ -403,34 +405,60 @@ class Writer:
     def serve(self, pipe: Connection) -> None:
         """Answer batches from ``pipe`` until it closes; write summaries and sweep by age meanwhile.
 
-        Batches come first: they hold clients waiting for their 250.
+        Batches come first: they hold clients waiting for their 250. Summaries
+        wait until ``SUMMARY_BATCH`` are ready or the oldest has waited
+        ``SUMMARY_DELAY``: the full-text index makes every commit that touches
+        it cost far more than the rows do, so one client sending mail after
+        mail is not slowed by one such commit per message.
         """
         next_sweep = time.monotonic() + MAINTENANCE_INTERVAL
-        wake = self.summarizer.wake
         try:
             while True:
-                ready = wait([pipe, wake], MAINTENANCE_INTERVAL)
-                parsed: list[Parsed] = []
+                wake = self.summarizer.wake  # a new one if the parser was restarted
+                ready = wait([pipe, wake], self._wait_time())
+                if wake in ready:
+                    self._take_summaries()
                 if pipe in ready:
                     batch = receive_batch(pipe)
                     # Under load (several clients in one batch), summaries ready by
                     # now share the batch's transaction: one commit instead of two.
                     # A lone client's 250 does not wait for them.
-                    parsed = self.summarizer.take_done() if len(batch) > 1 else []
+                    parsed = self._take_summaries(everything=True) if len(batch) > 1 else []
                     outcomes = self.apply_batch(batch, parsed)
                     pipe.send(("batch", outcomes, self.commits, self.take_pruned()))
                     self.parse_committed()
                     if parsed:
                         pipe.send(("parsed", [item.message_id for item in parsed]))
-                if not parsed and (wake in ready or pipe in ready):
-                    ids = self.apply_parsed(self.summarizer.take_done())
-                    if ids:
-                        pipe.send(("parsed", ids))
+                if self._summaries_due():
+                    ids = self.apply_parsed(self._take_summaries(everything=True))
+                    pipe.send(("parsed", ids))
                 if self.max_age is not None and time.monotonic() >= next_sweep:
                     self.prune()
                     next_sweep = time.monotonic() + MAINTENANCE_INTERVAL
         except (EOFError, OSError):  # the server is gone: everything asked for is committed
             return
+
+    def _take_summaries(self, everything: bool = False) -> list[Parsed]:
+        """Collect the parser's results; with ``everything``, hand them all over."""
+        done = self.summarizer.take_done()
+        if done and not self._summaries:
+            self._summaries_since = time.monotonic()
+        self._summaries += done
+        if not everything:
+            return []
+        taken, self._summaries = self._summaries, []
+        return taken
+
+    def _summaries_due(self) -> bool:
+        if not self._summaries:
+            return False
+        waited = time.monotonic() - self._summaries_since
+        return len(self._summaries) >= SUMMARY_BATCH or waited >= SUMMARY_DELAY
+
+    def _wait_time(self) -> float:
+        if not self._summaries:
+            return MAINTENANCE_INTERVAL
+        return max(0.0, self._summaries_since + SUMMARY_DELAY - time.monotonic())
 
 
 def main(argv: list[str]) -> None:
@@ -439,7 +467,6 @@ def main(argv: list[str]) -> None:
     # writer stops (by closing the socket), so queued writes are never cut off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sys.setswitchinterval(SWITCH_INTERVAL)
     fd, path, max_messages, max_age, sync, tagging = argv
     pipe = Connection(int(fd))
     try:

@@ -146,17 +146,36 @@ def test_junk_commands_in_a_row_end_the_session_with_421(make_server: MakeServer
         assert client.read_until_closed() == b""
 
 
-def test_a_command_that_makes_progress_resets_the_junk_count(make_server: MakeServer):
+def test_a_message_sent_resets_the_junk_count(make_server: MakeServer):
     server = make_server(smtp_junk_command_limit=5)
     with WireClient(server.smtp_address) as client:
         client.ehlo()
         for _ in range(3):
             assert [client.command("NOOP").code for _ in range(3)] == [250] * 3
             assert client.command("MAIL FROM:<a@example.com>").code == 250
-            assert client.command("RSET").code == 250
-        # A repeated EHLO changes nothing: it counts as junk (RSET was the first).
+            assert client.command("RCPT TO:<b@example.com>").code == 250
+            assert client.command("DATA").code == 354
+            assert client.command(SIMPLE + b".").code == 250
+        # A repeated EHLO changes nothing: it counts as junk.
         assert [client.command("EHLO again").code for _ in range(4)] == [250] * 4
+        assert client.command("EHLO again").code == 250
         assert client.reply().code == 421
+
+
+def test_a_mail_rset_loop_ends_like_any_other_junk(make_server: MakeServer):
+    # MAIL and RCPT lead towards a message; abandoned with RSET, they lead nowhere.
+    server = make_server(smtp_junk_command_limit=5)
+    with WireClient(server.smtp_address) as client:
+        client.ehlo()
+        for _ in range(4):
+            assert client.command("MAIL FROM:<a@example.com>").code == 250
+            assert client.command("RCPT TO:<b@example.com>").code == 250
+            assert client.command("RSET").code == 250
+        assert client.command("MAIL FROM:<a@example.com>").code == 250
+        assert client.command("RSET").code == 250
+        reply = client.reply()
+        assert str(reply) == "421 4.7.0 Too many commands without progress, closing connection"
+        assert client.read_until_closed() == b""
 
 
 def test_a_noop_loop_does_not_keep_a_pop3_slot_past_the_idle_timeout(make_server: MakeServer):

@@ -214,6 +214,33 @@ def test_long_polls_cannot_take_the_threads_of_ordinary_requests(
         assert get_json(server, "/api/v1/messages")[0] == 200
 
 
+def test_slow_large_bodies_cannot_take_the_threads_of_ordinary_requests(
+    make_server: Callable[..., Server], sockets: Callable[..., socket.socket]
+) -> None:
+    # A body over the selector's 64 KiB is read by a worker, held until the body
+    # deadline: half the workers at most do that, a quarter for one address.
+    server = make_server(http_workers=4)
+    big = head(server, "POST", "/api/v1/send", "Content-Length: 200000")
+    held = [sockets(server, ATTACKERS[n]) for n in range(2)]
+    for sock in held:
+        sock.sendall(big + b'{"From": ')  # and then nothing
+    time.sleep(0.5)  # both are in workers, reading
+
+    same_address = sockets(server, ATTACKERS[0])
+    same_address.sendall(big + b"{")
+    response = read_until_closed(same_address)
+    assert status_of(response) == 503
+    assert b"your address" in response
+    another = sockets(server, ATTACKERS[2])
+    another.sendall(big + b"{")
+    assert status_of(read_until_closed(another)) == 503
+    # The other two workers serve everybody else.
+    for _ in range(3):
+        assert get_json(server, "/api/v1/messages")[0] == 200
+    for sock in held:
+        assert not select.select([sock], [], [], 0)[0], "a held upload was answered early"
+
+
 def test_one_address_cannot_take_every_stream(
     make_server: Callable[..., Server], sockets: Callable[..., socket.socket]
 ) -> None:

@@ -352,6 +352,19 @@ def test_the_writer_retries_each_write_alone_when_a_batch_fails(
     assert writer.count == 2
 
 
+def test_tags_set_as_soon_as_a_message_is_acknowledged_outlive_its_summary(
+    store: Store,
+) -> None:
+    # The summary is written after the 250 and carries the message's own tags:
+    # written after these, it would put those back.
+    message_id = add(store, incoming("tagged early", X_Tags="from-header"))
+    store.set_tags([message_id], ["chosen"]).result(FUTURE_TIMEOUT)
+    store.settle()
+
+    row = store.get(message_id)
+    assert (row["subject"], row["tags"]) == ("tagged early", '["chosen"]')
+
+
 def test_a_parser_that_falls_over_loses_no_message(
     db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -369,6 +382,13 @@ def test_a_parser_that_falls_over_loses_no_message(
     writer = Writer(db)
     try:
         outcomes = writer.apply_batch([("add", (incoming("POISON"),)), ("add", (incoming("ok"),))])
+        # What the parser process does with each job, done here where the patch reaches.
+        parsed = [
+            summarizer_module.parse(writer.conn, (seq, message_id, []))
+            for seq, message_id, _ in writer._committed
+        ]
+        writer._committed = []
+        writer.apply_parsed(parsed)
     finally:
         writer.close()
 
@@ -379,6 +399,54 @@ def test_a_parser_that_falls_over_loses_no_message(
         (1, "", "RuntimeError: the parser fell over"),
         (1, "ok", None),
     ]
+
+
+def _kill_parser(writer: Writer) -> None:
+    process = writer.summarizer._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_a_killed_parser_process_is_replaced_and_parses_what_it_had(db: Path) -> None:
+    prepare_database(db)
+    writer = Writer(db)
+    try:
+        writer.apply_batch([("add", (incoming(f"number {n}"),)) for n in range(5)])
+        writer.parse_committed()
+        _kill_parser(writer)
+        writer.apply_parsed(writer.summarizer.take_done())  # notices, and starts another
+    finally:
+        writer.close()
+
+    sql = "SELECT parsed, subject, parse_error FROM messages ORDER BY seq"
+    rows = [tuple(row) for row in Store(db).reader.execute(sql)]
+    assert rows == [(1, f"number {n}", None) for n in range(5)]
+
+
+def test_a_message_the_parser_dies_on_twice_is_kept_with_the_reason(db: Path) -> None:
+    # About its whole CPU budget (1 s) to parse, so it is still being parsed when killed.
+    slow = incoming("slow", "<b>many</b> <i>words</i>\n" * 100_000, Content_Type="text/html")
+    prepare_database(db)
+    writer = Writer(db)
+    try:
+        writer.apply_batch([("add", (slow,)), ("add", (incoming("after it"),))])
+        writer.parse_committed()
+        for _ in range(summarizer_module.ATTEMPTS):
+            time.sleep(0.2)
+            _kill_parser(writer)
+            writer.apply_parsed(writer.summarizer.take_done())
+    finally:
+        writer.close()
+
+    sql = "SELECT parsed, subject, parse_error FROM messages ORDER BY seq"
+    rows = [tuple(row) for row in Store(db).reader.execute(sql)]
+    assert rows == [
+        (1, "", "the parser process ended (signal 9)"),
+        (1, "after it", None),
+    ]
+    oldest = Store(db).ids()[0]
+    assert Store(db).raw(oldest) == slow.raw  # byte-exact all the same
 
 
 def test_a_dead_writer_process_is_replaced(store: Store) -> None:

@@ -103,6 +103,26 @@ class RequestHandler(WSGIRequestHandler):
             log.warning("HTTP request from %s refused: %s", self.client_address[0], message)
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, message)
             return
+        # A body the selector did not read first is read here, holding this thread.
+        upload = not self._long_lived and (chunked or length > limits.prebuffer_body)
+        address = self.client_address[0]
+        if upload and not self.server.pool.enter_upload(address):
+            message = (
+                "too many large request bodies being received, or a quarter of the"
+                " HTTP workers' worth from your address (see --http-workers); retry later"
+            )
+            log.warning("HTTP request from %s refused: %s", address, message)
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, message)
+            self.request.unread_body = True  # so the client reads the 503, not a reset
+            return
+        try:
+            self._run_app(length, chunked, websocket)
+        finally:
+            if upload:
+                self.server.pool.leave_upload(address)
+
+    def _run_app(self, length: int, chunked: bool, websocket: bool) -> None:
+        limits = self.server.limits
         self._body = RequestBody(self.reader, None if chunked else length)
         self.reader.deadline = time.monotonic() + limits.body_timeout
         # Decided before the response goes out: can this connection carry another request?

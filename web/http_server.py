@@ -74,6 +74,7 @@ class WorkerPool:
         self._idle = 0
         self._streams = 0
         self._streams_of: dict[str, int] = {}  # client address: streams it holds
+        self._uploads_of: dict[str, int] = {}  # client address: large bodies being read
         self._threads: set[threading.Thread] = set()
         self._local = threading.local()
         self._closed = False
@@ -107,6 +108,27 @@ class WorkerPool:
             self._local.stream = address
             self._grow()
         return True
+
+    def enter_upload(self, address: str) -> bool:
+        """Claim a slot for reading a large body in this worker; False when none is free.
+
+        A worker reading a body the client sends slowly is held until the body
+        deadline; at most half the workers do that at once, and a quarter for
+        one client address, so ordinary requests always find a thread.
+        """
+        with self._ready:
+            mine = self._uploads_of.get(address, 0)
+            total = sum(self._uploads_of.values())
+            if total >= max(1, self._workers // 2) or mine >= max(1, self._workers // 4):
+                return False
+            self._uploads_of[address] = mine + 1
+        return True
+
+    def leave_upload(self, address: str) -> None:
+        with self._ready:
+            self._uploads_of[address] -= 1
+            if not self._uploads_of[address]:
+                del self._uploads_of[address]
 
     def close(self, timeout: float) -> bool:
         """Close queued connections and wait for running requests; True when all ended."""
