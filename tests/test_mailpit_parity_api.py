@@ -404,8 +404,8 @@ def test_view_latest_redirects_to_the_newest_matching_message(server: Server):
 
 
 def test_renaming_or_deleting_a_tag_sends_a_prune_frame(server: Server):
-    send(server, plain("Tagged", headers="X-Tags: old\r\n"))
     api = Api(server)
+    api.message(send(server, plain("Tagged", headers="X-Tags: old\r\n")))  # its "new" is out
     with events(server) as client:
         assert api.ok("PUT", "/api/v1/tags/old", {"Name": "new"}) == "ok"
         assert next_change(client) == {"Type": "prune", "Data": None}
