@@ -32,8 +32,9 @@ punctuation alone
 
 As in Mailpit, a filter whose value it cannot read is not an error: an
 unknown ``is:`` or ``has:`` value, or a size that is not one, is searched
-for as text, and a date that is not one is left out. Only what would cost
-too much (a query too long, too many terms) and a bad header name are
+for as text, and a date that is not one is left out. What would cost too
+much (a query too long, too many terms), a bad header name, and dates and
+sizes outside what can be stored (years 1000 to 9998, 2^63-1 bytes) are
 refused with :class:`SearchSyntaxError`.
 """
 
@@ -334,7 +335,8 @@ def parse_date(value: str, timezone: datetime.tzinfo | None = None) -> float | N
     ``2024-04-01``, ``2024/04/01``, ``04/01/2024`` (each with an optional
     time), RFC 3339 (``2024-04-01T13:30:00.123Z``, what ``Created`` holds),
     RFC 2822 (a Date header) or Unix seconds or milliseconds. A date without
-    a zone is in ``timezone`` (default: the server's). Years 1000 to 9998.
+    a zone is in ``timezone`` (default: the server's). Years 1000 to 9998:
+    a date outside them is a SearchSyntaxError.
     """
     value = value.strip()
     if _UNIX_TIME.fullmatch(value):
@@ -348,7 +350,9 @@ def parse_date(value: str, timezone: datetime.tzinfo | None = None) -> float | N
             return None
     # Far enough from year 1 and 9999 that no zone offset leaves datetime's range.
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
-        return None
+        raise SearchSyntaxError(
+            f"invalid date {value!r}: the year must be from {MIN_YEAR} to {MAX_YEAR}"
+        )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone) if timezone else moment.astimezone()
     return moment.timestamp()
@@ -377,7 +381,10 @@ def _size(value: str) -> int:
     if not match:
         return 0
     # Decimal, not float: exact, and no infinity for a long run of digits.
-    return min(int(decimal.Decimal(match[1]) * _SIZE_UNITS[match[2].lower()]), MAX_SIZE)
+    size = int(decimal.Decimal(match[1]) * _SIZE_UNITS[match[2].lower()])
+    if size > MAX_SIZE:
+        raise SearchSyntaxError(f"invalid size {value[:40]!r}: at most {MAX_SIZE} bytes (8 EiB)")
+    return size
 
 
 def one_message(search: Search, fts_table: str) -> Search:

@@ -116,7 +116,10 @@ def _before() -> Search:
     text = request.args.get("before", "").strip()
     if not text:
         return Search()
-    moment = parse_date(text, time_zone(request.args.get("tz", "")))
+    try:
+        moment = parse_date(text, time_zone(request.args.get("tz", "")))
+    except SearchSyntaxError as error:
+        abort(400, str(error))
     if moment is None:
         abort(400, f"before must be a date or time (RFC 3339, YYYY-MM-DD...), not {text[:40]!r}")
     return Search("created < ?", (moment,))
