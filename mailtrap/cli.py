@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -25,6 +24,8 @@ from mailtrap.config import (
 )
 from mailtrap.errors import ConfigError, MailtrapError
 from mailtrap.ingest import Problem, dump, find_sources, load
+from mailtrap.live_ingest import notify
+from mailtrap.ops import logs
 from mailtrap.server import Server
 from mailtrap.store import Store
 from mailtrap.tags.rules import parse_rule
@@ -303,6 +304,76 @@ def main() -> None:
     help="DNS server [HOST:]PORT that relay and message checks ask, instead of the system's.",
 )
 @option(
+    "--relay-config",
+    type=FILE,
+    default=None,
+    help="TOML file that turns relay on: mode, allowlist, smarthost, rules (README: Relay).",
+)
+@option(
+    "--spamassassin",
+    type=ADDRESS,
+    default=None,
+    help="SpamAssassin's spamd [HOST:]PORT for the spam check (off by default).",
+)
+@option(
+    "--link-check-allow-private",
+    is_flag=True,
+    help="Let the link check request loopback, private, link-local and CGNAT addresses.",
+)
+@option(
+    "--dkim-key",
+    multiple=True,
+    metavar="DOMAIN:SELECTOR=FILE",
+    help="Verify DKIM signatures of DOMAIN with SELECTOR against this key (PEM or DKIM record) "
+    "instead of DNS; repeatable (environment: space-separated).",
+)
+@option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    default="info",
+    help="Least important log lines shown (info: one line per message accepted or refused).",
+)
+@option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS, case_sensitive=False),
+    default="text",
+    help="Log lines as text, or as one JSON object each (for log collectors).",
+)
+@option(
+    "--webhook-url",
+    default=None,
+    help="POST the JSON summary of each new message to this URL, from a background worker.",
+)
+@option(
+    "--webhook-limit",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    help="Webhook requests per second at most; 0 = no limit.",
+)
+@option(
+    "--webhook-timeout",
+    type=DURATION,
+    default="5s",
+    help="Give up on a webhook request after this long (it is tried 3 times).",
+)
+@option(
+    "--enable-chaos",
+    is_flag=True,
+    help="Let PUT /api/v1/chaos make SMTP fail on purpose (Mailpit's chaos triggers).",
+)
+@option(
+    "--archive",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Before retention deletes messages, write them to this Maildir folder or mbox file.",
+)
+@option(
+    "--archive-format",
+    type=click.Choice(["maildir", "mbox"], case_sensitive=False),
+    default="maildir",
+    help="Format of --archive.",
+)
+@option(
     "--tag",
     type=TAG_RULE,
     multiple=True,
@@ -333,13 +404,9 @@ def main() -> None:
     default=False,
     help="Tag each message with the SMTP or HTTP login that sent it.",
 )
-def serve(**settings: Any) -> None:
+def serve(log_level: str, log_format: str, **settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per HTTP request
+    logs.configure(log_level.lower(), log_format.lower())
     # Before the banner: whoever waits for it may signal at once, and must get a clean stop.
     stop = _stop_on_signal()
     server = Server(Config(**settings))
@@ -358,6 +425,8 @@ def serve(**settings: Any) -> None:
         click.echo(f"POP3S listening on {server.pop3s_address} (implicit TLS)")
     if server.config.http is not None:
         click.echo(f"HTTP listening on {server.http_address} (web inbox: {server.http_url})")
+    if server.relay is not None:
+        click.echo(f"Relay: {server.relay.settings.server_description}")
     click.echo(f"Database: {server.config.db_path}")
     click.echo("Press Ctrl+C to stop.")
     sys.stdout.flush()
@@ -381,7 +450,7 @@ def _stop_on_signal() -> threading.Event:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def dump_command(db: Path | None, folder: Path) -> None:
     """Write every stored message to FOLDER/<ID>.eml, byte for byte as received."""
-    with _open_store(db) as store:
+    with _open_store(db, must_exist=True) as store:
         count = dump(store, folder)
     click.echo(f"Wrote {count} messages to {folder}")
 
@@ -410,6 +479,8 @@ def ingest_command(db: Path | None, paths: tuple[Path, ...]) -> None:
                 if len(pending) >= IN_FLIGHT:
                     imported += _settle(pending, problems)
         imported += _settle(pending, problems)
+    if imported and notify(store.path, store.receipt_prefix):
+        click.echo("Told the server running on this database (it shows them and prunes).")
     for problem in problems:
         click.echo(f"error: {problem.label}: {problem.reason}", err=True)
     click.echo(f"Imported {imported} messages" + (f", {len(problems)} failed" if problems else ""))
@@ -431,8 +502,12 @@ def _settle(pending: list[Any], problems: list[Problem]) -> int:
 
 
 @contextmanager
-def _open_store(db: Path | None) -> Iterator[Store]:
-    store = Store(db if db is not None else Config().db_path)
+def _open_store(db: Path | None, *, must_exist: bool = False) -> Iterator[Store]:
+    """The store of ``db``; ``must_exist`` for reading commands, which create nothing."""
+    path = db if db is not None else Config().db_path
+    if must_exist and not path.is_file():
+        raise click.ClickException(f"no database at {path} (give the server's with --db)")
+    store = Store(path)
     try:
         store.open()
     except MailtrapError as error:
@@ -441,3 +516,9 @@ def _open_store(db: Path | None) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+# The commands of other modules (after `main` and `option` exist, which they use).
+from mailtrap import cli_ops  # noqa: E402
+
+cli_ops.register(main)

@@ -8,8 +8,10 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from mailtrap.checks import cache as check_cache
 from mailtrap.mime import header_fields
 from mailtrap.part_index import create_tables, insert_part_index
+from mailtrap.relay import queue as relay_queue
 from mailtrap.tags.names import tag_key, unique_tags
 from mailtrap.writer import connect
 
@@ -98,6 +100,12 @@ def m004_parts(db: Database) -> None:
 
 
 @migrations()
+def m005_relay(db: Database) -> None:
+    """The relay queue: a row per recipient of each message to deliver."""
+    relay_queue.create_tables(db.conn)
+
+
+@migrations()
 def m006_mailpit_parity(db: Database) -> None:
     """What Mailpit's behaviour needs: inline counts, one spelling per tag, a tag table.
 
@@ -176,6 +184,12 @@ def _one_spelling_per_tag(db: Database) -> None:
         fixed = unique_tags(names, spelling.get)
         if fixed != names:
             db.execute("UPDATE messages SET tags = ? WHERE seq = ?", [json.dumps(fixed), seq])
+
+
+@migrations()
+def m008_check_results(db: Database) -> None:
+    """Message checks (HTML, links, spam, authentication) cached per message."""
+    check_cache.create_table(db.conn)
 
 
 def prepare_database(path: Path) -> None:

@@ -12,8 +12,17 @@ from typing import TYPE_CHECKING, Any
 from mailtrap.auth import Credentials, LoginGate
 from mailtrap.config import Address, Config
 from mailtrap.errors import ListenError
+from mailtrap.hooks.chaos import Chaos
+from mailtrap.hooks.webhook import Webhook
+from mailtrap.live_ingest import IngestListener
+from mailtrap.ops.metrics import MetricSource
+from mailtrap.ops.stats import ServerStats
 from mailtrap.pop3.server import Pop3Service
-from mailtrap.smtp import CaptureHandler, SessionTracker, SmtpStats, smtp_factory
+from mailtrap.relay import config as relay_config
+from mailtrap.relay import queue as relay_queue
+from mailtrap.relay.worker import RelayService
+from mailtrap.resolver import make_resolver
+from mailtrap.smtp import CaptureHandler, SessionTracker, smtp_factory
 from mailtrap.store import Store
 from mailtrap.throttle import AuthThrottle
 from mailtrap.tls import self_signed_context, server_context
@@ -21,6 +30,7 @@ from mailtrap.tls import self_signed_context, server_context
 if TYPE_CHECKING:
     from flask import Flask
 
+    from mailtrap.checks.service import Checks
     from mailtrap.web.http_server import SelectorWSGIServer
 
 log = logging.getLogger(__name__)
@@ -43,7 +53,16 @@ class Server:
             max_messages=self.config.max_messages,
             max_age=self.config.max_age,
             sync=self.config.sync,
+            archive=self.config.archive,
+            archive_format=self.config.archive_format,
         )
+        # Operations (mailtrap.ops) and hooks for other tools (mailtrap.hooks).
+        self.stats = ServerStats()
+        self.chaos = Chaos(enabled=self.config.enable_chaos)
+        self.webhook: Webhook | None = None
+        # More /metrics families: relay's queue adds its own here.
+        self.metric_sources: list[MetricSource] = []
+        self._ingest_listener = IngestListener(self.store)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._smtp: asyncio.AbstractServer | None = None
@@ -54,7 +73,6 @@ class Server:
             failure_delay=self.config.auth_failure_delay,
         )
         self.login_gate: LoginGate | None = None
-        self.stats = SmtpStats()  # what SMTP accepted and refused since the start
         self._tracker = SessionTracker(
             self.config.smtp_max_connections,
             max_per_client=self.config.smtp_max_connections_per_ip,
@@ -66,6 +84,8 @@ class Server:
         self._http: SelectorWSGIServer | None = None
         self._http_thread: threading.Thread | None = None
         self.app: Flask | None = None
+        self.relay: RelayService | None = None  # None: relay is not configured
+        self.checks: Checks | None = None
 
     def start(self) -> Server:
         """Open the store and start listening; returns once every port is bound."""
@@ -73,9 +93,19 @@ class Server:
         config.validate()
         credentials = Credentials(config.smtp_auth_file) if config.smtp_auth_file else None
         tls_context = self._tls_context()
+        settings = relay_config.load(config.relay_config) if config.relay_config else None
+        # Imported here, as Flask is: importing mailtrap stays light (lxml, dkimpy...).
+        from mailtrap.checks.service import Checks
+
+        self.checks = Checks(self.store, config)  # reads --dkim-key files: fails before opening
         self.login_gate = LoginGate(self.auth_throttle)
         self.store.tagging = config.tagging()  # reads --tags-config: a bad file stops us here
         self.store.open()
+        try:
+            self._start_relay(settings)
+        except BaseException:
+            self.stop()
+            raise
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="mailtrap-loop", daemon=True
@@ -86,8 +116,9 @@ class Server:
             max_recipients=config.smtp_max_recipients,
             credentials=credentials,
             gate=self.login_gate,
+            stats=self.stats,
+            chaos=self.chaos,
         )
-        handler.stats = self.stats
         factory = smtp_factory(
             handler,
             tracker=self._tracker,
@@ -106,6 +137,14 @@ class Server:
                 message = f"cannot listen for SMTP on {config.smtp}: {error.strerror}"
                 raise ListenError(message) from None
             self._start_pop3(tls_context)
+            self._loop.call_soon_threadsafe(self._ingest_listener.start, self._loop)
+            if config.webhook_url is not None:
+                self.webhook = Webhook(
+                    config.webhook_url,
+                    self.store.hub,
+                    limit=config.webhook_limit,
+                    timeout=config.webhook_timeout,
+                ).start()
             if config.http is not None:
                 try:
                     self._start_http(config.http)
@@ -117,6 +156,18 @@ class Server:
             self.stop()
             raise
         return self
+
+    def _start_relay(self, settings: relay_config.RelaySettings | None) -> None:
+        if settings is None:
+            # Mail that comes while relay is off must never be auto-relayed later.
+            self.store.relay_write("start_rules", False).result()
+            return
+        resolver = make_resolver(self.config.dns, settings.dns_timeout)
+        self.relay = RelayService(self.store, settings, resolver, self.config.hostname).start()
+
+    def relay_counts(self) -> dict[str, int]:
+        """The relay queue's numbers, for metrics: pending, deferred, delivered, failed, sending."""
+        return relay_queue.counts(self.store.reader)
 
     def _start_pop3(self, tls_context: ssl.SSLContext | None) -> None:
         """POP3 and POP3S on the SMTP loop, sharing one TLS context with SMTP."""
@@ -132,6 +183,7 @@ class Server:
             idle_timeout=config.pop3_idle_timeout,
             max_connections=config.pop3_max_connections,
             max_connections_per_client=config.pop3_max_connections_per_ip,
+            on_session=self.stats.pop3_session_started,
         )
         for name, address, implicit_tls in (
             ("POP3", config.pop3, False),
@@ -180,6 +232,9 @@ class Server:
 
     def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let transactions in flight finish, then close everything."""
+        if self.webhook is not None:
+            self.webhook.stop()
+            self.webhook = None
         if self._http is not None and self._http_thread is not None:
             assert self.app is not None
             self.app.config["MAILTRAP_STOPPING"].set()
@@ -200,12 +255,16 @@ class Server:
             self._loop.close()
             self._loop = self._thread = self._smtp = None
             self._pop3 = self._pop3s = self._pop3_service = None
+        if self.relay is not None:
+            self.relay.stop(grace)
+            self.relay = None
         if self.login_gate is not None:
             self.login_gate.close()
             self.login_gate = None
         self.store.close()
 
     async def _shutdown(self, grace: float) -> None:
+        self._ingest_listener.close()
         if self._smtp is not None:
             self._smtp.close()
         for listener in (self._pop3, self._pop3s):

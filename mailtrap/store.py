@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import queue
 import secrets
@@ -30,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from mailtrap.checks import cache as check_cache
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.events import EventHub
 from mailtrap.message import summary
@@ -103,6 +105,17 @@ def _return_reader(pool: list[sqlite3.Connection], conn: sqlite3.Connection) -> 
         conn.close()
 
 
+def _deleted_count(jobs: list[_Job], outcomes: list[Any], pruned: list[str]) -> int:
+    """How many messages a batch deleted: by request, and by retention."""
+    count = len(pruned)
+    for job, (ok, value) in zip(jobs, outcomes, strict=True):
+        if ok and job.name == "delete":
+            count += len(value)
+        elif ok and job.name == "delete_all":
+            count += value
+    return count
+
+
 class Store:
     """The message store of one SQLite file.
 
@@ -120,6 +133,8 @@ class Store:
         sync: str = "full",
         hub: EventHub | None = None,
         tagging: Tagging | None = None,
+        archive: Path | None = None,
+        archive_format: str = "maildir",
     ):
         self.path = Path(path)
         self.tagging = tagging or Tagging()
@@ -127,8 +142,10 @@ class Store:
         self.max_messages = max_messages
         self.max_age = max_age
         self.sync = sync
+        self.archive = archive  # where retention writes messages before deleting them
+        self.archive_format = archive_format
+        self.deleted = 0  # messages deleted or pruned through this store, ever
         self.commits = 0  # transactions the writer has committed, as last reported
-        self.deleted = 0  # messages deleted or pruned since the store opened
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -141,6 +158,7 @@ class Store:
         self._unparsed: set[str] = set()
         self._parsed = threading.Condition()
         self.spool_dir: Path | None = None
+        self._parsed_listeners: list[Callable[[list[str]], None]] = []
         # Unique across stores and restarts without a system call per message.
         self._receipt_prefix = secrets.token_hex(6) + "-"
         self._receipts = itertools.count()
@@ -189,9 +207,12 @@ class Store:
         ours, theirs = socket.socketpair()
         max_age = "-" if self.max_age is None else repr(self.max_age)
         command = [sys.executable, "-m", "mailtrap.writer", str(theirs.fileno()), str(self.path)]
+        command += [str(self.max_messages), max_age, self.sync, self.tagging.to_json()]
+        if self.archive is not None:
+            command += [str(self.archive), self.archive_format]
         try:
             process = subprocess.Popen(
-                [*command, str(self.max_messages), max_age, self.sync, self.tagging.to_json()],
+                command,
                 pass_fds=[theirs.fileno()],
             )
         finally:
@@ -289,6 +310,26 @@ class Store:
         """Take a tag off every message: ("deleted", IDs) or ("not found", [])."""
         self.settle()  # as set_tags: no summary written later may undo this
         return self._submit("delete_tag", name)
+    def relay_write(self, name: str, *args: Any) -> Future[Any]:
+        """A write to the relay queue, by its name in :data:`mailtrap.relay.queue.WRITES`."""
+        return self._submit("relay", name, *args)
+
+    def add_parsed_listener(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(IDs)`` (on the store's answer thread) when summaries are written."""
+        self._parsed_listeners.append(listener)
+
+    def save_check(self, message_id: str, name: str, key: str, result: Any) -> Future[bool]:
+        """Cache a check result (JSON-able) of a message; gives False if the message is gone."""
+        return self._submit("save_check", message_id, name, key, json.dumps(result))
+
+    def apply_retention(self) -> Future[None]:
+        """Prune now by ``max_messages`` and ``max_age``, as after a write of another process."""
+        return self._submit("prune")
+
+    @property
+    def receipt_prefix(self) -> str:
+        """What the receipts of this store's writes start with (``mailtrap.live_ingest``)."""
+        return self._receipt_prefix
 
     def _submit(self, name: str, *args: Any) -> Future[Any]:
         if self._dispatcher is None:
@@ -402,14 +443,12 @@ class Store:
             _, outcomes, self.commits, pruned = answer
             in_flight, self._in_flight = self._in_flight, None
             assert in_flight is not None
-            self.deleted += len(pruned)
             for job, (ok, value) in zip(in_flight.jobs, outcomes, strict=True):
                 if ok and job.name == "add":
                     with self._parsed:
                         self._unparsed.add(value)  # before the 250: reads after it wait
-                elif ok and job.name in ("delete", "delete_all"):
-                    self.deleted += value if isinstance(value, int) else len(value)
                 self._finish(job, value if ok else StorageError(f"could not write: {value}"))
+            self.deleted += _deleted_count(in_flight.jobs, outcomes, pruned)
             in_flight.answered.set()
             if self.hub.has_subscribers:
                 self._guarded(self._publish, in_flight.jobs, outcomes, pruned)
@@ -434,6 +473,8 @@ class Store:
             with self._parsed:
                 self._unparsed.difference_update(ids)
                 self._parsed.notify_all()
+            for listener in self._parsed_listeners:
+                self._guarded(listener, ids)
 
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Wait until every message acknowledged so far has its summary written.
@@ -518,6 +559,12 @@ class Store:
             self._readers.token = token = _ThreadToken()
             weakref.finalize(token, _return_reader, self._idle_readers, conn)
         return conn
+
+    def cached_check(
+        self, message_id: str, name: str, key: str, max_age: float | None = None
+    ) -> Any | None:
+        """A cached check result with fingerprint ``key``, or None."""
+        return check_cache.load(self.reader, message_id, name, key, max_age)
 
     def count(self) -> int:
         return self.reader.execute("SELECT count(*) FROM messages").fetchone()[0]

@@ -23,7 +23,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from mailtrap.archive import Archive
+from mailtrap.checks import cache as check_cache
 from mailtrap.part_index import write_part_index
+from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
 from mailtrap.summarizer import Parsed, Summarizer, unparsed
 from mailtrap.tags.arrival import Tagging, stored_tags
@@ -94,10 +97,12 @@ class Writer:
         max_age: float | None = None,
         sync: str = "full",
         tagging: Tagging | None = None,
+        archive: Archive | None = None,
     ):
         self.conn = connect(path)
         self.tagging = tagging or Tagging()
         self.tagging.prepare(self.conn)
+        self.archive = archive
         # FULL: a message acknowledged with 250 survives a power cut, not just
         # a crash; group commit keeps the fsyncs few. NORMAL in WAL mode: it
         # survives Mailtrap crashing or being killed, without an fsync per commit.
@@ -183,6 +188,10 @@ class Writer:
             changed += [row[0] for row in self.conn.execute(sql, [int(read), int(read), *chunk])]
         return changed
 
+    def op_prune(self) -> None:
+        """Retention now: another process (``mailtrap ingest``) may have added messages."""
+        self._delete_expired()
+
     def op_set_tags(self, ids: list[str], tags: list[str]) -> list[tuple[str, list[str]]]:
         """Replace the tags of messages; returns (ID, tags) of those that exist."""
         names = stored_tags(self.conn, tags)
@@ -248,6 +257,13 @@ class Writer:
     def _spelling(self, key: str) -> str | None:
         row = self.conn.execute("SELECT name FROM tag_names WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
+    def op_relay(self, name: str, *args: Any) -> Any:
+        """A write to the relay queue (:data:`mailtrap.relay.queue.WRITES`)."""
+        return relay_queue.WRITES[name](self.conn, *args)
+
+    def op_save_check(self, message_id: str, name: str, key: str, result: str) -> bool:
+        """Cache a check result of a message; False if the message is gone."""
+        return check_cache.save(self.conn, message_id, name, key, result)
 
     # -- batches -------------------------------------------------------------
 
@@ -384,6 +400,8 @@ class Writer:
         self.count = self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         if self.max_age is not None:
             cutoff = time.time() - self.max_age
+            if not self._archived("SELECT seq FROM messages WHERE created < ?", [cutoff]):
+                return
             sql = "DELETE FROM messages WHERE created < ? RETURNING id"
             pruned = [row[0] for row in self.conn.execute(sql, [cutoff])]
             self.count -= len(pruned)
@@ -392,13 +410,30 @@ class Writer:
             self._delete_oldest()
 
     def _delete_oldest(self) -> None:
-        sql = (
-            "DELETE FROM messages WHERE seq IN "
-            "(SELECT seq FROM messages ORDER BY seq LIMIT ?) RETURNING id"
-        )
-        pruned = [row[0] for row in self.conn.execute(sql, [self.count - self.max_messages])]
+        oldest = "SELECT seq FROM messages ORDER BY seq LIMIT ?"
+        excess = self.count - self.max_messages
+        if not self._archived(oldest, [excess]):
+            return
+        sql = f"DELETE FROM messages WHERE seq IN ({oldest}) RETURNING id"
+        pruned = [row[0] for row in self.conn.execute(sql, [excess])]
         self.count -= len(pruned)
         self.pruned += pruned
+
+    def _archived(self, select_seqs: str, params: list[Any]) -> bool:
+        """Write the messages about to be pruned to the archive; False if that failed.
+
+        A message that cannot be archived is not deleted: the archive is there
+        to keep history, so retention waits until it can be written.
+        """
+        if self.archive is None:
+            return True
+        seqs = [row[0] for row in self.conn.execute(select_seqs, params)]
+        try:
+            self.archive.save(self.conn, seqs)
+        except OSError as error:
+            log.error("cannot archive %d messages, so they are kept for now: %s", len(seqs), error)
+            return False
+        return True
 
     # -- the process ---------------------------------------------------------
 
@@ -462,12 +497,14 @@ class Writer:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-") SYNC TAGGING."""
+    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-") SYNC TAGGING
+    [ARCHIVE FORMAT]."""
     # Ctrl+C reaches the whole process group; the server decides when the
     # writer stops (by closing the socket), so queued writes are never cut off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, path, max_messages, max_age, sync, tagging = argv
+    fd, path, max_messages, max_age, sync, tagging = argv[:6]
+    archive = Archive(Path(argv[6]), argv[7]) if len(argv) > 6 else None
     pipe = Connection(int(fd))
     try:
         writer = Writer(
@@ -476,6 +513,7 @@ def main(argv: list[str]) -> None:
             max_age=None if max_age == "-" else float(max_age),
             sync=sync,
             tagging=Tagging.from_json(tagging),
+            archive=archive,
         )
     except Exception as error:
         pipe.send(("failed", f"{type(error).__name__}: {error}"))

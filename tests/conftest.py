@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from api_client import Api
+from dns_server import ZoneResolver, dns_server
 from serve_process import ServeProcess
 
 from mailtrap import Server
@@ -103,3 +104,20 @@ def emptied_module_server(module_server: Server) -> Server:
 def api(server: Server) -> Api:
     """An HTTP client of ``server``'s Mailpit-compatible API."""
     return Api(server)
+
+
+# Two domains, each with one MX host on its own loopback address.
+RELAY_ZONE = """
+example.test. 60 IN MX 10 mx.example.test.
+mx.example.test. 60 IN A 127.0.0.2
+other.test. 60 IN MX 10 mx.other.test.
+mx.other.test. 60 IN A 127.0.0.3
+"""
+
+
+@pytest.fixture
+def dns_zone() -> Iterator[tuple[ZoneResolver, Address]]:
+    """A loopback DNS server serving :data:`RELAY_ZONE` (tests may add more), for relay tests."""
+    with dns_server() as (zone, address):
+        zone.add(RELAY_ZONE)
+        yield zone, address

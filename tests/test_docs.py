@@ -54,3 +54,20 @@ def test_the_plain_python_example_delivers_to_mailtrap(server: Server):
     (message_id,) = server.store.ids()
     row = server.store.get(message_id)
     assert (row["subject"], row["from_address"]) == ("Hello", "app@example.com")
+
+
+def test_the_relay_config_examples_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from mailtrap.relay.config import load
+
+    monkeypatch.setenv("SMARTHOST_PASSWORD", "secret")
+    direct = _code_block_after("### Config file reference")
+    smarthost = _code_block_after("A smarthost instead")
+    (tmp_path / "direct.toml").write_text(direct)
+    settings = load(tmp_path / "direct.toml")
+    assert settings.mode == "mx" and settings.auto_relay and settings.forward
+    # The CA file of the example does not exist here; everything else must load.
+    (tmp_path / "ca.pem").write_text("")
+    text = smarthost.replace("/etc/ssl/my-ca.pem", str(tmp_path / "ca.pem"))
+    (tmp_path / "smarthost.toml").write_text(text)
+    settings = load(tmp_path / "smarthost.toml")
+    assert settings.smarthost is not None and settings.smarthost.password == "secret"

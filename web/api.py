@@ -15,6 +15,7 @@ import resource
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
@@ -23,11 +24,12 @@ from mailtrap import __version__
 from mailtrap.compose import ComposeError, compose
 from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
 from mailtrap.message import find_part, headers_map, message_detail, summary
+from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse, parse_date
 from mailtrap.store import Page
 from mailtrap.tags.names import MAX_TAG_LENGTH, clean_tag
-from mailtrap.web import heavy_reads, security, views
+from mailtrap.web import heavy_reads, invites, security, thumbnails, views
 from mailtrap.web.downloads import attachment_headers
 from mailtrap.web.heavy_reads import heavy_read
 from mailtrap.web.params import fields_body, int_arg, json_body, seconds_arg, time_zone
@@ -53,10 +55,11 @@ APPLY_CHUNK = 500  # messages tagged per write when rules are applied on demand
 
 
 def register(app: Flask) -> None:
-    """Add the API routes, and the ``/view`` routes, to ``app``."""
-    app.extensions["mailtrap_api_started"] = time.monotonic()
+    """Add the API routes (thumbnails and invitations too), and the ``/view`` routes, to ``app``."""
     heavy_reads.register(app)
     app.register_blueprint(bp)
+    thumbnails.register(app)
+    invites.register(app)
     views.register(app)
 
 
@@ -313,6 +316,8 @@ def get_message(message_id: str) -> Any:
     message_id = _message_id(message_id)
     row, source = store.source(message_id)
     detail = message_detail(row, source)
+    # Beyond Mailpit: each relay delivery of the message and how it went.
+    detail["Relay"] = relay_queue.of_message(store.reader, message_id)
     if not row["read"] and not security.from_foreign_page():
         _committed(store.set_read([message_id], True))
     return jsonify(detail)
@@ -349,6 +354,34 @@ def message_part(message_id: str, part_id: str) -> Any:
     response = Response(part.chunks(), content_type=part.content_type)
     response.headers.update(attachment_headers(part.filename or part.content_id or part_id))
     return response
+
+
+MAX_RELEASE_RECIPIENTS = 100
+
+
+@bp.post("/message/<message_id>/release")
+def release_message(message_id: str) -> Any:
+    """Mailpit's release: queue the message for ``To``; the answer does not wait for delivery."""
+    relay = _server().relay
+    if relay is None:
+        abort(400, "relay is not configured (start the server with --relay-config)")
+    message_id = _message_id(message_id)
+    _store().get(message_id)  # 404 for an unknown ID, before the body is judged
+    recipients = _strings(_json_object(), "To", MAX_RELEASE_RECIPIENTS)
+    addresses = []
+    for entry in recipients:
+        address = parseaddr(entry)[1]
+        if "@" not in address or not address.strip():
+            abort(400, f"Invalid email address: {entry}")
+        addresses.append(address)
+    if not addresses:
+        abort(400, "No valid addresses found")
+    refused = relay.refusals(addresses)
+    if refused:
+        reasons = ", ".join(f"{address} ({reason})" for address, reason in refused.items())
+        abort(400, f"Failed: {'address' if len(refused) == 1 else 'addresses'} refused: {reasons}")
+    relay.release(message_id, addresses)
+    return _ok()
 
 
 # -- tags ----------------------------------------------------------------------
@@ -460,12 +493,12 @@ def info() -> Any:
 
     ``Version`` is the Mailpit version whose API this one follows, so that
     Mailpit's clients, which gate features on it, treat Mailtrap as current.
+    Its runtime counters are integers since this server started.
     """
     server = _server()
     store = server.store
-    total, unread = store.counts()
-    started = current_app.extensions["mailtrap_api_started"]
     stats = server.stats
+    total, unread = store.counts()
     return jsonify(
         {
             "Version": MAILPIT_API_VERSION,
@@ -476,24 +509,17 @@ def info() -> Any:
             "Unread": unread,
             "Tags": store.tag_counts(),
             "RuntimeStats": {
-                "Uptime": int(time.monotonic() - started),
+                "Uptime": int(stats.uptime),
                 "Memory": _resident_memory(),
                 "MessagesDeleted": store.deleted,
-                "SMTPAccepted": stats.accepted,
-                "SMTPAcceptedSize": stats.accepted_size,
-                "SMTPRejected": stats.rejected,
-                "SMTPIgnored": 0,  # Mailtrap ignores no message (no --ignore-duplicate-ids)
+                "SMTPAccepted": stats.smtp_accepted,
+                "SMTPAcceptedSize": stats.smtp_accepted_bytes,
+                "SMTPRejected": stats.smtp_rejected_total,
+                "SMTPIgnored": 0,  # Mailpit's --ignore-duplicate-ids; Mailtrap keeps every copy
             },
             "Mailtrap": {"Version": __version__},
         }
     )
-
-
-@bp.get("/chaos")
-@bp.put("/chaos")
-def chaos() -> Any:
-    """Mailpit's answer when its Chaos (SMTP errors on purpose) is off; Mailtrap has none."""
-    abort(400, "Chaos is not enabled")
 
 
 def _resident_memory() -> int:

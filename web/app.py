@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.search import SearchSyntaxError
-from mailtrap.web import api, events, openapi, security, ui
+from mailtrap.web import api, chaos, checks_api, events, metrics, openapi, security, ui
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -25,16 +25,19 @@ log = logging.getLogger(__name__)
 
 def create_app(server: Server) -> Flask:
     """The app for one running :class:`mailtrap.Server` (its store, hub and settings)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # assets.py serves static/
     app.config["MAILTRAP_SERVER"] = server
     app.config["MAILTRAP_STOPPING"] = threading.Event()  # set on shutdown: long waits end
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Mailpit's field order
     _register_error_handlers(app)
     security.register(app)  # first: its checks run before every other handler
     api.register(app)
+    checks_api.register(app)
     events.register(app)
     ui.register(app)
     openapi.register(app)
+    metrics.register(app)  # /metrics
+    chaos.register(app)  # /api/v1/chaos
 
     @app.get("/livez")
     def livez() -> Any:

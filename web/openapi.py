@@ -308,6 +308,62 @@ def _paths() -> dict[str, Any]:
                 parameters=(*message, _path("PartID", "The part's PartID")),
             )
         },
+        "/api/v1/message/{ID}/part/{PartID}/thumb": {
+            "get": _operation(
+                "A thumbnail of an image part (JPEG)",
+                {"200": {"description": "The thumbnail", "schema": {"type": "file"}}},
+                produces=("image/jpeg",),
+                parameters=(*message, _path("PartID", "The part's PartID")),
+            )
+        },
+        "/api/v1/message/{ID}/calendar": {
+            "get": _operation(
+                "The calendar invitations (text/calendar parts) of a message",
+                {"200": {"description": "Invitations", "schema": {"type": "object"}}},
+                parameters=message,
+            )
+        },
+        "/api/v1/message/{ID}/release": {
+            "post": _operation(
+                "Relay the message to To (queued; see the README's Relay)",
+                {"200": OK},
+                produces=(TEXT,),
+                consumes=JSON_BODY,
+                parameters=(*message, _body("To", _object({"To": STRINGS}))),
+                tag="relay",
+            )
+        },
+        **{
+            f"/api/v1/message/{{ID}}/{check}": {
+                "get": _operation(
+                    f"The {what} of a message (cached; ?refresh=1 checks again)",
+                    {"200": {"description": "The result", "schema": {"type": "object"}}},
+                    parameters=(
+                        *message,
+                        _query("refresh", "1: check again"),
+                        *(
+                            (_query("follow", "1: follow redirects"),)
+                            if check == "link-check"
+                            else ()
+                        ),
+                    ),
+                    tag="checks",
+                )
+            }
+            for check, what in (
+                ("html-check", "HTML compatibility check"),
+                ("link-check", "link check"),
+                ("sa-check", "SpamAssassin check"),
+                ("auth-check", "SPF, DKIM, DMARC and ARC check"),
+            )
+        },
+        "/api/v1/checks": {
+            "get": _operation(
+                "Which message checks this server can run",
+                {"200": {"description": "Check settings", "schema": {"type": "object"}}},
+                tag="checks",
+            )
+        },
         "/api/v1/tags": {
             "get": _operation(
                 "Every tag in use", {"200": {"description": "Tags", "schema": STRINGS}}, tag="tags"
@@ -406,10 +462,14 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/api/v1/chaos": {
-            "get": _operation("Mailpit's Chaos: always off here (400)", {}, tag="application"),
+            "get": _operation(
+                "Mailpit's Chaos triggers (400 unless --enable-chaos)",
+                {"200": {"description": "Triggers", "schema": {"type": "object"}}},
+                tag="application",
+            ),
             "put": _operation(
-                "Mailpit's Chaos: always off here (400)",
-                {},
+                "Set Mailpit's Chaos triggers (400 unless --enable-chaos)",
+                {"200": {"description": "Triggers", "schema": {"type": "object"}}},
                 consumes=(JSON,),
                 parameters=(_body("Triggers", {"type": "object"}),),
                 tag="application",
@@ -459,6 +519,14 @@ def _paths() -> dict[str, Any]:
                 produces=(TEXT,),
                 parameters=(_path("ID", "A message ID, or latest"),),
                 tag="view",
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "Prometheus metrics",
+                {"200": {"description": "Prometheus' text format", "schema": STRING}},
+                produces=(TEXT, "text/plain; version=0.0.4"),
+                tag="health",
             )
         },
         "/livez": {
