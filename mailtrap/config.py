@@ -126,6 +126,7 @@ class Config:
             title_case=self.tags_title_case,
             username=self.tags_username,
         )
+
     relay_config: Path | None = None  # a TOML file; None: relay is off
     spamassassin: Address | None = None  # spamd for the spam check; None: not configured
     link_check_allow_private: bool = False  # let the link check reach loopback and private nets
@@ -208,7 +209,6 @@ class Config:
                 raise ConfigError(
                     f"--tags-disable {name!r}: expected plus-addresses or x-tags (comma-separated)"
                 )
-
 
     def _validate_ops(self) -> None:
         if self.webhook_url is not None and not re.match(r"https?://[^/\s]+", self.webhook_url):

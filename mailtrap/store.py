@@ -310,6 +310,7 @@ class Store:
         """Take a tag off every message: ("deleted", IDs) or ("not found", [])."""
         self.settle()  # as set_tags: no summary written later may undo this
         return self._submit("delete_tag", name)
+
     def relay_write(self, name: str, *args: Any) -> Future[Any]:
         """A write to the relay queue, by its name in :data:`mailtrap.relay.queue.WRITES`."""
         return self._submit("relay", name, *args)

@@ -257,6 +257,7 @@ class Writer:
     def _spelling(self, key: str) -> str | None:
         row = self.conn.execute("SELECT name FROM tag_names WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
+
     def op_relay(self, name: str, *args: Any) -> Any:
         """A write to the relay queue (:data:`mailtrap.relay.queue.WRITES`)."""
         return relay_queue.WRITES[name](self.conn, *args)

@@ -389,7 +389,9 @@ def test_webui_has_every_field_of_mailpits(server: Server):
 def test_chaos_answers_as_a_current_mailpit_with_chaos_off(server: Server):
     for method in ("GET", "PUT"):
         reply = Api(server).request(method, "/api/v1/chaos", {} if method == "PUT" else None)
-        assert (reply.status, reply.json()["Error"]) == (400, "Chaos is not enabled")
+        # pytest-mailpit reads a 400 here as "a current Mailpit, Chaos off" (a 404: too old).
+        assert reply.status == 400
+        assert reply.json()["Error"].startswith("Chaos is not enabled")
 
 
 def test_view_latest_redirects_to_the_newest_matching_message(server: Server):
