@@ -16,7 +16,7 @@ from email.utils import formataddr
 
 import pytest
 from api_client import Api, plain, send
-from web_clients import events, next_change, request
+from web_clients import events, next_change, next_frame, request
 
 from mailtrap import Server
 from mailtrap.config import Address
@@ -409,6 +409,7 @@ def test_renaming_or_deleting_a_tag_sends_a_prune_frame(server: Server):
     api = Api(server)
     api.message(send(server, plain("Tagged", headers="X-Tags: old\r\n")))  # its "new" is out
     with events(server) as client:
+        next_frame(client)  # the first stats frame: the stream is subscribed
         assert api.ok("PUT", "/api/v1/tags/old", {"Name": "new"}) == "ok"
         assert next_change(client) == {"Type": "prune", "Data": None}
         assert api.ok("DELETE", "/api/v1/tags/new") == "ok"
