@@ -28,6 +28,7 @@ from mailtrap.live_ingest import notify
 from mailtrap.ops import logs
 from mailtrap.server import Server
 from mailtrap.store import Store
+from mailtrap.tags.rules import parse_rule
 
 IN_FLIGHT = 256  # imported messages queued to the writer at once (group commit)
 POP3_MIN_IDLE_TIMEOUT = 600.0  # RFC 1939 3: an autologout timer of at least 10 minutes
@@ -56,6 +57,14 @@ LIST = _Parsed("LIST", parse_list)
 SIZE = _Parsed("SIZE", parse_size)
 DURATION = _Parsed("DURATION", parse_duration)
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+class _TagRuleType(_Parsed):
+    # A search holds spaces: from the environment, one rule a line.
+    envvar_list_splitter = "\n"
+
+
+TAG_RULE = _TagRuleType("TAG[,TAG...]=SEARCH", parse_rule)
 
 
 def _at_least(minimum: float, ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -363,6 +372,37 @@ def main() -> None:
     type=click.Choice(["maildir", "mbox"], case_sensitive=False),
     default="maildir",
     help="Format of --archive.",
+)
+@option(
+    "--tag",
+    type=TAG_RULE,
+    multiple=True,
+    help="Tag arriving messages a search finds: 'TAG[,TAG...]=SEARCH'; repeatable "
+    "(MAILTRAP_TAG: one rule a line).",
+)
+@option(
+    "--tags-config",
+    type=FILE,
+    default=None,
+    help="TOML file of tag rules: [[filters]] tables with match and tags.",
+)
+@option(
+    "--tags-disable",
+    type=LIST,
+    default="",
+    help="Automatic tags to turn off, comma-separated: plus-addresses, x-tags.",
+)
+@option(
+    "--tags-title-case",
+    is_flag=True,
+    default=False,
+    help="Title-case the tags made from plus addresses and X-Tags.",
+)
+@option(
+    "--tags-username",
+    is_flag=True,
+    default=False,
+    help="Tag each message with the SMTP or HTTP login that sent it.",
 )
 def serve(log_level: str, log_format: str, **settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""

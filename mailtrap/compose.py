@@ -197,12 +197,33 @@ def _add_bodies(message: EmailMessage, body: dict[str, Any]) -> None:
         message.set_content(text)
         if html:
             message.add_alternative(html, subtype="html")
+    for subtype, content in (("plain", text), ("html", html)):
+        part = message.get_body(preferencelist=(subtype,))
+        if content and isinstance(part, EmailMessage):
+            _without_added_newline(part, content)
     attachments = _list(body.get("Attachments"), "Attachments", MAX_ATTACHMENTS)
     items = [_object(item, f"Attachments[{number}]") for number, item in enumerate(attachments, 1)]
     # Inline parts first: they go next to the HTML, before the message becomes multipart/mixed.
     items.sort(key=lambda item: not (html and item.get("ContentID")))
     for item in items:
         _attach(message, item, html=bool(html))
+
+
+def _without_added_newline(part: EmailMessage, content: str) -> None:
+    """The body exactly as sent: set_content() ends every text with a line break.
+
+    Mailpit stores ``Text`` and ``HTML`` as given, and its clients compare them
+    so; before a MIME boundary the last line break belongs to the boundary.
+    """
+    if content.endswith(("\n", "\r")):
+        return
+    encoding = str(part.get("Content-Transfer-Encoding", "")).lower()
+    payload = part.get_payload()
+    if encoding in ("base64", "8bit"):  # 8bit: its payload holds escaped bytes
+        del part["Content-Transfer-Encoding"]
+        part.set_payload(content, "utf-8")  # base64 of these bytes, nothing added
+    elif isinstance(payload, str) and payload.endswith("\n"):
+        part.set_payload(payload[:-1])
 
 
 def _attach(message: EmailMessage, attachment: dict[str, Any], *, html: bool) -> None:

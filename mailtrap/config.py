@@ -9,6 +9,8 @@ from pathlib import Path
 import platformdirs
 
 from mailtrap.errors import ConfigError
+from mailtrap.tags.arrival import Tagging
+from mailtrap.tags.rules import MAX_RULES, TagRule, load_rules
 
 MiB = 1024 * 1024
 
@@ -105,6 +107,26 @@ class Config:
     http_workers: int = 8
     http_max_streams: int = 100
     dns: Address | None = None  # None: the system's resolver (relay and checks)
+    tag: tuple[TagRule, ...] = ()  # --tag rules
+    tags_config: Path | None = None  # a TOML file of more rules
+    tags_disable: tuple[str, ...] = ()  # "plus-addresses", "x-tags"
+    tags_title_case: bool = False
+    tags_username: bool = False
+
+    def tagging(self) -> Tagging:
+        """How arriving mail is tagged; reads ``tags_config`` (ConfigError if it is bad)."""
+        rules = self.tag + (load_rules(self.tags_config) if self.tags_config else ())
+        if len(rules) > MAX_RULES:
+            raise ConfigError(f"at most {MAX_RULES} tag rules, not {len(rules)}")
+        disabled = {_TAGS_DISABLE[name.strip().lower()] for name in self.tags_disable}
+        return Tagging(
+            rules=rules,
+            plus_addresses="plus-addresses" not in disabled,
+            x_tags="x-tags" not in disabled,
+            title_case=self.tags_title_case,
+            username=self.tags_username,
+        )
+
     relay_config: Path | None = None  # a TOML file; None: relay is off
     spamassassin: Address | None = None  # spamd for the spam check; None: not configured
     link_check_allow_private: bool = False  # let the link check reach loopback and private nets
@@ -182,6 +204,11 @@ class Config:
         for path in files:
             if path is not None and not path.is_file():
                 raise ConfigError(f"file not found: {path}")
+        for name in self.tags_disable:
+            if name.strip().lower() not in _TAGS_DISABLE:
+                raise ConfigError(
+                    f"--tags-disable {name!r}: expected plus-addresses or x-tags (comma-separated)"
+                )
 
     def _validate_ops(self) -> None:
         if self.webhook_url is not None and not re.match(r"https?://[^/\s]+", self.webhook_url):
@@ -194,6 +221,15 @@ class Config:
             raise ConfigError(
                 f"--archive-format must be maildir or mbox, not {self.archive_format!r}"
             )
+
+
+# Mailpit's --tags-disable names, and the spellings it also takes.
+_TAGS_DISABLE = {
+    "plus-addresses": "plus-addresses",
+    "plus-addressing": "plus-addresses",
+    "x-tags": "x-tags",
+    "xtags": "x-tags",
+}
 
 
 def parse_optional_address(text: str) -> Address | None:

@@ -209,8 +209,31 @@ def attributes(raw: str) -> list[tuple[str, str]]:
         found.append((name, unescape(value)))
 
 
+# The tags Mailpit's snippets put a space for (the end of a block, a line break, an
+# image); every other tag joins the text on either side ("<b>A</b>lpha" is "Alpha").
+SNIPPET_BREAKS = frozenset(
+    {
+        "div", "p", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li",
+        "address", "article", "aside", "blockquote", "dl", "dt", "footer", "header", "hr",
+        "main", "nav", "pre", "table", "thead", "tfoot", "video", "br", "img",
+    }
+)  # fmt: skip
+
+
+def _breaks(token: Tag, breaks: frozenset[str] | None) -> bool:
+    if breaks is None:
+        return True
+    if token.name in ("br", "img"):
+        return True
+    return token.end and token.name in breaks
+
+
 def html_to_text(
-    markup: str, check: Callable[[], None] | None = None, limit: int | None = None
+    markup: str,
+    check: Callable[[], None] | None = None,
+    limit: int | None = None,
+    *,
+    breaks: frozenset[str] | None = None,
 ) -> str:
     """The visible words of an HTML body, for snippets and the search index.
 
@@ -218,7 +241,8 @@ def html_to_text(
     ``head``, ``title``, ``script`` and ``style`` become spaces, so the line
     structure of the text is kept. ``check`` is called every so many tokens
     (a budget can raise there to stop the work); past ``limit`` characters
-    of text, the rest is not read.
+    of text, the rest is not read. With ``breaks`` (:data:`SNIPPET_BREAKS`),
+    only those tags become spaces and the others join the text around them.
     """
     chunks: list[str] = []
     remaining = len(markup) if limit is None else limit
@@ -239,7 +263,8 @@ def html_to_text(
                 if remaining <= 0:
                     break
             continue
-        chunks.append(" ")
+        if _breaks(token, breaks):
+            chunks.append(" ")
         if token.name == "title":
             in_title = not token.end
         elif token.name == "head" or (

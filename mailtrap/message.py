@@ -20,7 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailtrap.mime import PartInfo, header_fields, html_to_text
+from mailtrap.mime import (
+    PartInfo,
+    header_fields,
+    html_to_text,
+    is_mailpit_attachment,
+    is_other_part,
+)
 from mailtrap.part_index import BytesSource, MessageSource, header_block
 from mailtrap.transfer_encoding import decoded
 from mailtrap.unsubscribe import check as check_unsubscribe
@@ -167,26 +173,61 @@ class Bodies:
 
 
 def bodies(message: MessageSource | bytes) -> Bodies:
-    """The first text/plain and text/html bodies; inline parts; attachments.
+    """The text and HTML bodies, the inline parts and the attachments, as Mailpit has them.
 
-    As in Mailpit, a message without a text body gets one made from its HTML,
-    and an inline part is listed only if it has a Content-ID or a file name.
-    Each body is cut at MAX_BODY_BYTES decoded bytes.
+    Mailpit (its MIME library, enmime) takes as text the first text/plain part
+    of a multipart/alternative, and else every text/plain part that is not an
+    attachment, joined by ``--`` lines; as HTML the first text/html part that
+    is not an attachment. Attachments are the parts with ``Content-Disposition:
+    attachment`` or of type application/octet-stream; inline parts those with
+    ``Content-Disposition: inline``, then the parts without a disposition that
+    are no body. Both lists are in breadth-first order (shallower parts first)
+    and keep only parts with a file name or a Content-ID. A message without a
+    text body gets one made from its HTML. Each body is cut at MAX_BODY_BYTES
+    decoded bytes.
     """
+    source = _source(message)
+    leaves = parts(source)
+    alternative = _top_content_type(source) == "multipart/alternative"
     result = Bodies()
-    text = html = None
-    for part in parts(message):
-        if part.is_attachment:
-            result.attachments.append(part)
-        elif part.content_type == "text/plain" and text is None and not part.filename:
-            text = part.text()
-        elif part.content_type == "text/html" and html is None and not part.filename:
+    texts: list[str] = []
+    html = None
+    for part in leaves:  # depth-first, as enmime looks for bodies
+        disposition = _disposition(part)
+        if disposition == "attachment":
+            continue
+        if part.content_type == "text/plain" and not (alternative and texts):
+            if sum(map(len, texts)) < MAX_BODY_BYTES:
+                texts.append(part.text())
+        elif part.content_type == "text/html" and html is None:
             html = part.text()
-        elif part.content_id or part.filename:
-            result.inline.append(part)
+    listed = [part for part in _breadth_first(leaves) if part.filename or part.content_id]
+    inline = [part for part in listed if _disposition(part) == "inline"]
+    others = [part for part in listed if is_other_part(part.content_type, _disposition(part))]
+    result.inline = inline + others
+    result.attachments = [
+        part for part in listed if is_mailpit_attachment(part.content_type, _disposition(part))
+    ]
     result.html = html or ""
-    result.text = text if text is not None else _plain_from_html(result.html)
+    result.text = "\n--\n".join(texts) if texts else _plain_from_html(result.html)
     return result
+
+
+def _disposition(part: Part) -> str:
+    """The part's disposition; a message that is only a file is an attachment."""
+    if part.part_id == "0" and not part.content_type.startswith("text/"):
+        return part.info.disposition or "attachment"
+    return part.info.disposition
+
+
+def _breadth_first(leaves: list[Part]) -> list[Part]:
+    """Shallower parts first, each level in document order (enmime's BreadthMatchAll)."""
+    return sorted(leaves, key=lambda part: part.part_id.count("."))  # sorted() is stable
+
+
+def _top_content_type(source: MessageSource) -> str:
+    value = _first_values(header_block(source)).get("content-type", "text/plain")
+    return value.split(";")[0].strip().lower()
 
 
 def _plain_from_html(html: str) -> str:
@@ -207,6 +248,8 @@ def message_detail(row: sqlite3.Row, message: MessageSource | bytes) -> dict[str
     return {
         "ID": fields["ID"],
         "MessageID": fields["MessageID"],
+        # Mailpit dropped it in 1.9 (a read message is read); mailpit-api-client needs it.
+        "Read": True,
         "From": fields["From"],
         "To": fields["To"],
         "Cc": fields["Cc"],

@@ -27,12 +27,14 @@ from email.parser import BytesHeaderParser
 from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
-from mailtrap.html_text import html_to_text
+from mailtrap.html_text import SNIPPET_BREAKS, html_to_text
 
 MAX_MIME_DEPTH = 20
 MAX_MIME_PARTS = 1000
 MAX_SEARCH_TEXT = 1024 * 1024  # characters of body text kept for the full-text index
-SNIPPET_LENGTH = 250
+SNIPPET_BYTES = 200  # Mailpit's snippets: at most 200 bytes of UTF-8, then "..."
+# Characters of HTML text read for a snippet: the snippet never needs more.
+_SNIPPET_SOURCE = 16 * SNIPPET_BYTES
 MAX_HEADER_TEXT = 64 * 1024  # characters of header fields kept for `header:` searches
 # Bytes of a header block parsed (Postfix's header_size_limit is 100 KB): bounds the
 # steps the CPU budget cannot interrupt, above all the top-level header fields.
@@ -105,6 +107,7 @@ class Summary:
     reply_to: list[dict[str, str]] = field(default_factory=list)
     date: str | None = None
     attachments: int = 0
+    inline: int = 0  # parts with Content-Disposition: inline (Mailpit's has:inline)
     attachment_names: list[str] = field(default_factory=list)
     text: str = ""
     snippet: str = ""
@@ -201,44 +204,100 @@ def _header_summary(message: Message) -> Summary:
     )
 
 
+def is_mailpit_attachment(content_type: str, disposition: str) -> bool:
+    """An attachment as Mailpit (enmime) lists it: a download, or bytes of no known type."""
+    return disposition == "attachment" or content_type == "application/octet-stream"
+
+
+def is_other_part(content_type: str, disposition: str) -> bool:
+    """A part without a disposition that is no body: Mailpit lists it with the inline parts."""
+    return disposition == "" and content_type not in (
+        "application/octet-stream",
+        "text/plain",
+        "text/html",
+    )
+
+
+def content_disposition(part: Message) -> str:
+    return (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+
+
 def _read_body(
     summary: Summary, raw: Raw, message: Message, body: Span, budget: _Budget
 ) -> str | None:
-    """Count the attachments and index the body text into ``summary``.
+    """Count the attachments and inline parts and index the body text into ``summary``.
 
-    Returns why it stopped short, if it did.
+    The text is Mailpit's: the first plain-text part of a multipart/alternative,
+    else every plain-text part that is not an attachment, joined by ``--``
+    lines. Returns why it stopped short, if it did.
     """
-    text = markup = None
+    texts: list[str] = []
+    markup = None
+    html_snippet = False
+    alternative = message.get_content_type() == "multipart/alternative"
+    single = message.get_content_maintype() != "multipart"
     stopped: str | None = None
     try:
         try:
             for part, (start, end) in _leaf_parts(raw, message, body):
                 budget.check()
-                if is_attachment(part):
+                content_type = part.get_content_type()
+                disposition = content_disposition(part)
+                if single and part.get_content_maintype() != "text":
+                    # A message that is only a file: an attachment, inline if it says so.
+                    disposition = disposition or "attachment"
+                if is_mailpit_attachment(content_type, disposition):
                     summary.attachments += 1
                     name = _filename(part)
                     if name:
                         summary.attachment_names.append(_decoded(name))
-                elif part.get_content_type() == "text/plain" and text is None:
-                    text = _decoded_body(part, raw, start, end)
-                elif part.get_content_type() == "text/html" and markup is None:
+                if disposition == "inline":
+                    summary.inline += 1
+                if disposition == "attachment":
+                    continue
+                if content_type == "text/plain" and not (alternative and texts):
+                    if sum(map(len, texts)) < MAX_SEARCH_TEXT:
+                        texts.append(_decoded_body(part, raw, start, end))
+                elif content_type == "text/html" and markup is None:
                     markup = _decoded_body(part, raw, start, end)
         except MimeLimitError as error:  # the parts before the limit still count
             stopped = f"MimeLimitError: {error}; the parts after the limit are not indexed"
         budget.check()
-        if text is None and markup:
-            text = html_to_text(markup, budget.check, limit=MAX_SEARCH_TEXT)
+        if markup and markup.strip():  # Mailpit's snippet is the HTML's, even when empty
+            html_snippet = True
+            summary.snippet = snippet(
+                html_to_text(markup, budget.check, limit=_SNIPPET_SOURCE, breaks=SNIPPET_BREAKS)
+            )
+        if not texts and markup:
+            texts.append(html_to_text(markup, budget.check, limit=MAX_SEARCH_TEXT))
     except _BudgetSpent:
         return f"CPU budget of {budget.seconds:g} s exceeded while reading the body; " + (
-            "body text not indexed" if text is None else "the parts after that are not indexed"
+            "body text not indexed" if not texts else "the parts after that are not indexed"
         )
     except Exception as error:  # a decoder failure costs the body, not the header fields
         return f"{type(error).__name__}: {error}"
     finally:
-        if text is not None:
-            summary.text = text[:MAX_SEARCH_TEXT]
-            summary.snippet = " ".join(text[: SNIPPET_LENGTH * 8].split())[:SNIPPET_LENGTH]
+        text = "\n--\n".join(texts)
+        summary.text = text[:MAX_SEARCH_TEXT]
+        if not html_snippet:
+            summary.snippet = snippet(text[: SNIPPET_BYTES * 16])
     return stopped
+
+
+def snippet(text: str) -> str:
+    """Mailpit's snippet of a text: white space made single, at most 200 bytes, then "..."."""
+    text = " ".join(text.replace("\ufeff", " ").split())
+    data = text.encode("utf-8")
+    if len(data) <= SNIPPET_BYTES:
+        return text
+    # As Mailpit cuts: back to the start of the character at the limit, and one before
+    # if that one began a multi-byte character (so one that ends at the limit goes too).
+    cut = SNIPPET_BYTES
+    while cut > 0 and data[cut - 1] & 0xC0 == 0x80:
+        cut -= 1
+    if cut > 0 and data[cut - 1] & 0xC0 == 0xC0:
+        cut -= 1
+    return data[:cut].decode("utf-8") + "..."
 
 
 Span = tuple[int, int]  # start and end offsets into the raw message
@@ -345,7 +404,7 @@ def _children(raw: bytes, part: Message, body: Span, limit: int) -> list[Span] |
 
 
 def _part_info(part_id: str, part: Message, header: Span, body: Span) -> PartInfo:
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    disposition = content_disposition(part)
     encoding = "".join(str(part.get("Content-Transfer-Encoding", "")).splitlines())
     return PartInfo(
         part_id=part_id,
@@ -357,7 +416,7 @@ def _part_info(part_id: str, part: Message, header: Span, body: Span) -> PartInf
         disposition=disposition if disposition in ("attachment", "inline") else "",
         filename=_decoded(_filename(part) or ""),
         content_id=_decoded(part.get("Content-ID")).strip().strip("<>"),
-        attachment=is_attachment(part),
+        attachment=is_mailpit_attachment(part.get_content_type(), disposition),
     )
 
 
@@ -468,17 +527,6 @@ def _unfolded(value: object) -> str:
             joined.append("\n")
             joined.append(line)
     return "".join(joined).strip()
-
-
-def is_attachment(part: Message) -> bool:
-    """Whether a leaf part is an attachment (to be saved) rather than a body or inline part."""
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-    if disposition == "attachment":
-        return True
-    if disposition == "inline" or part.get_content_maintype() == "text":
-        return False
-    # A non-text part with a name and no inline Content-ID is meant to be saved.
-    return _filename(part) is not None and part.get("Content-ID") is None
 
 
 def _filename(part: Message) -> str | None:

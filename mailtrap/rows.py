@@ -88,7 +88,15 @@ def envelope_row(seq: int, message: IncomingMessage) -> dict[str, Any]:
 
 def summary_values(summary: Summary) -> dict[str, Any]:
     """The columns the summary fills in: the second stage."""
-    everyone = ([summary.from_] if summary.from_ else []) + summary.to + summary.cc + summary.bcc
+    everyone = [
+        *([summary.from_] if summary.from_ else []),
+        *summary.to,
+        *summary.cc,
+        *summary.bcc,
+        *summary.reply_to,
+    ]
+    # Mailpit's plain search reads the Return-Path too.
+    return_path = next((v for n, v in summary.headers if n.lower() == "return-path"), "")
     return {
         "message_id": summary.message_id,
         "subject": summary.subject,
@@ -100,10 +108,13 @@ def summary_values(summary: Summary) -> dict[str, Any]:
         "reply_to_json": json.dumps(summary.reply_to),
         "date": summary.date,
         "attachments": summary.attachments,
+        "inline": summary.inline,
         "snippet": summary.snippet,
         "tags": json.dumps(summary.tags),
         "parse_error": summary.parse_error,
-        "addresses": " ".join(f"{p['Name']} {p['Address']}" for p in everyone),
+        "addresses": " ".join(
+            [*(f"{p['Name']} {p['Address']}" for p in everyone), return_path]
+        ).strip(),
         "attachment_names": " ".join(summary.attachment_names),
         "body": summary.text,
         # [[name, value], ...] for `header:` searches; UTF-8 kept so LIKE can prefilter.

@@ -12,6 +12,7 @@ from mailtrap.checks import cache as check_cache
 from mailtrap.mime import header_fields
 from mailtrap.part_index import create_tables, insert_part_index
 from mailtrap.relay import queue as relay_queue
+from mailtrap.tags.names import tag_key, unique_tags
 from mailtrap.writer import connect
 
 migrations = Migrations("mailtrap")
@@ -102,6 +103,87 @@ def m004_parts(db: Database) -> None:
 def m005_relay(db: Database) -> None:
     """The relay queue: a row per recipient of each message to deliver."""
     relay_queue.create_tables(db.conn)
+
+
+@migrations()
+def m006_mailpit_parity(db: Database) -> None:
+    """What Mailpit's behaviour needs: inline counts, one spelling per tag, a tag table.
+
+    ``inline`` counts the parts with ``Content-Disposition: inline`` (``has:inline``);
+    attachments are counted as Mailpit counts them; Reply-To joins the words a
+    plain search finds. ``tag_names`` holds each tag once (key: the name with
+    ASCII letters in lower case) with how many messages have it, kept by
+    triggers, so the tag list and a tag's spelling are read without a scan.
+    """
+    db.execute("ALTER TABLE messages ADD COLUMN inline INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """UPDATE messages SET
+            inline = (SELECT count(*) FROM parts WHERE parts.seq = messages.seq
+                      AND parts.disposition = 'inline'),
+            attachments = (SELECT count(*) FROM parts WHERE parts.seq = messages.seq
+                           AND (parts.disposition = 'attachment'
+                                OR parts.content_type = 'application/octet-stream'
+                                OR (parts.part_id = '0' AND parts.disposition = ''
+                                    AND parts.content_type NOT LIKE 'text/%')))
+        WHERE parsed = 1 AND seq IN (SELECT seq FROM parts)"""
+    )
+    for seq, reply_to in db.execute(
+        "SELECT seq, reply_to_json FROM messages WHERE reply_to_json NOT IN ('[]', '')"
+    ).fetchall():
+        words = " ".join(f"{p['Name']} {p['Address']}" for p in json.loads(reply_to))
+        db.execute(
+            "UPDATE messages SET addresses = trim(coalesce(addresses, '') || ' ' || ?) "
+            "WHERE seq = ?",
+            [words, seq],
+        )
+    _one_spelling_per_tag(db)
+    db.execute(
+        "CREATE TABLE tag_names (key TEXT PRIMARY KEY, name TEXT NOT NULL, "
+        "messages INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    db.execute(
+        "INSERT INTO tag_names (key, name, messages) "
+        "SELECT lower(tag.value), tag.value, count(*) FROM messages, json_each(messages.tags) "
+        "AS tag WHERE messages.tags != '[]' GROUP BY lower(tag.value)"
+    )
+    # Counted out before counted in: a message that keeps a tag keeps its row.
+    count_in = (
+        "INSERT INTO tag_names (key, name, messages) "
+        "SELECT lower(value), value, 1 FROM json_each(new.tags) WHERE true "
+        "ON CONFLICT (key) DO UPDATE SET messages = messages + 1;"
+    )
+    count_out = (
+        "UPDATE tag_names SET messages = messages - 1 "
+        "WHERE key IN (SELECT lower(value) FROM json_each(old.tags)); "
+        "DELETE FROM tag_names WHERE messages <= 0 "
+        "AND key IN (SELECT lower(value) FROM json_each(old.tags));"
+    )
+    triggers = {
+        "tag_names_ai": ("AFTER INSERT", "coalesce(new.tags, '[]') NOT IN ('[]', '')", count_in),
+        "tag_names_ad": ("AFTER DELETE", "coalesce(old.tags, '[]') NOT IN ('[]', '')", count_out),
+        "tag_names_au": (
+            "AFTER UPDATE OF tags",
+            "old.tags IS NOT new.tags",
+            count_out.replace("json_each(old.tags)", "json_each(coalesce(old.tags, '[]'))")
+            + count_in.replace("json_each(new.tags)", "json_each(coalesce(new.tags, '[]'))"),
+        ),
+    }
+    for name, (event, when, body) in triggers.items():
+        db.execute(f"CREATE TRIGGER {name} {event} ON messages WHEN {when} BEGIN {body} END")
+
+
+def _one_spelling_per_tag(db: Database) -> None:
+    """Tags that differ only in case become one, spelled as the oldest message has it."""
+    spelling: dict[str, str] = {}
+    for seq, tags in db.execute(
+        "SELECT seq, tags FROM messages WHERE tags != '[]' ORDER BY seq"
+    ).fetchall():
+        names = json.loads(tags or "[]")
+        for name in names:
+            spelling.setdefault(tag_key(name), name)
+        fixed = unique_tags(names, spelling.get)
+        if fixed != names:
+            db.execute("UPDATE messages SET tags = ? WHERE seq = ?", [json.dumps(fixed), seq])
 
 
 @migrations()

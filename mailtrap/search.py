@@ -8,8 +8,11 @@ parameters, and words reach FTS5 only as quoted strings, so no input can make
 a syntax error there.
 
 ==========================  ==============================================
-``word``                    a word starting so, in subject, addresses, body or attachment names
+``word``                    a word starting so, in subject, addresses (Reply-To and
+                            Return-Path too), body or attachment names
 ``"exact phrase"``          those words in that order
+``*`` and other             that text literally, anywhere in the same fields
+punctuation alone
 ``from: to: cc: bcc:``      with an address: that address exactly (any case);
 ``reply-to: addressed:``    with ``@domain``: any address at that domain;
                             else: part of a name or an address
@@ -20,11 +23,19 @@ a syntax error there.
 ``is:read is:unread``
 ``is:tagged``
 ``has:attachment``
-``before: after:``          received before or after a date: ``2024-04-01``,
-                            ``2024/04/01``, ``04/01/2024``, ``"2024-04-01 13:30"``
-                            (years 1000 to 9998)
+``has:inline``
+``before: after:``          received before (or at) or after a date: ``2024-04-01``,
+                            ``2024/04/01``, ``04/01/2024``, ``"2024-04-01 13:30"``,
+                            RFC 3339, RFC 2822 or Unix seconds (years 1000 to 9998)
 ``larger: smaller:``        size in bytes, or with ``k``, ``m`` or ``g`` (powers of 1024)
 ==========================  ==============================================
+
+As in Mailpit, a filter whose value it cannot read is not an error: an
+unknown ``is:`` or ``has:`` value, or a size that is not one, is searched
+for as text, and a date that is not one is left out. What would cost too
+much (a query too long, too many terms), a bad header name, and dates and
+sizes outside what can be stored (years 1000 to 9998, 2^63-1 bytes) are
+refused with :class:`SearchSyntaxError`.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ import decimal
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.utils import parseaddr
+from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any
 
 from mailtrap.errors import MailtrapError
@@ -58,8 +69,16 @@ class Search:
 
     @property
     def matches_everything(self) -> bool:
-        """True when no term restricts the result (an empty query, or only punctuation)."""
+        """True when no term restricts the result (an empty query, or punctuation Mailpit drops)."""
         return self.where == "1"
+
+    def also(self, other: Search) -> Search:
+        """The messages both searches find."""
+        if other.matches_everything:
+            return self
+        if self.matches_everything:
+            return other
+        return Search(f"({self.where}) AND ({other.where})", self.params + other.params)
 
 
 @dataclass
@@ -139,12 +158,19 @@ def _add_term(builder: _Builder, token: _Token, timezone: datetime.tzinfo | None
     name, colon, value = text.partition(":")
     # A quote before the colon makes the whole term text: "is:read" is two words.
     if colon and name.lower() in _FILTERS and (quoted_at is None or quoted_at > len(name)):
-        if value.strip():
-            sql, params = _filter(name.lower(), value.strip(), timezone)
-            builder.add(sql, params, negated)
-        return
+        if not value.strip():
+            return
+        found = _filter(name.lower(), value.strip(), timezone)
+        if found is _AS_TEXT:
+            pass  # searched for as text below, as Mailpit does
+        elif found is not None:
+            builder.add(*found, negated)
+            return
+        else:
+            return  # a date that is not one: left out, as Mailpit leaves it out
     if not _has_word(text):
-        return  # only punctuation: nothing the index could match (Mailpit skips these too)
+        _add_literal(builder, text, negated)
+        return
     phrase = _fts_string(text) + ("" if quoted_at is not None else "*")
     if negated:
         builder.add(_FTS_MATCH, [phrase], negated=True)
@@ -156,12 +182,35 @@ def _has_word(text: str) -> bool:
     return any(char.isalnum() for char in text)
 
 
+# What Mailpit's cleanString turns into spaces, in queries and in the text it searches.
+_MAILPIT_SEPARATORS = re.compile(r'[\r\n\t<>",;()\ufeff]')
+_LITERAL_MATCH = (
+    "instr(lower(coalesce(subject, '') || ' ' || coalesce(addresses, '') || ' ' || "
+    "coalesce(body, '') || ' ' || coalesce(attachment_names, '')), ?) > 0"
+)
+
+
+def _add_literal(builder: _Builder, text: str, negated: bool) -> None:
+    """Punctuation the index cannot hold (``*``, ``#``): found as text, as Mailpit finds it.
+
+    This reads the stored text of every message: slow on a large mailbox,
+    but only such a query pays for it.
+    """
+    literal = " ".join(_MAILPIT_SEPARATORS.sub(" ", text).split()).lower()
+    if literal:  # "<>" or '""' alone is nothing, to Mailpit too
+        builder.add(_LITERAL_MATCH, [literal], negated)
+
+
 def _fts_string(text: str) -> str:
     """An FTS5 string: the tokenizer splits it into a phrase; no operator inside counts."""
     return '"' + text.replace('"', '""') + '"'
 
 
-def _filter(name: str, value: str, timezone: datetime.tzinfo | None) -> tuple[str, list[Any]]:
+_AS_TEXT: Any = object()  # a filter value Mailpit reads as a plain word
+
+
+def _filter(name: str, value: str, timezone: datetime.tzinfo | None) -> Any:
+    """(SQL, parameters); ``_AS_TEXT`` to search the term as text; None to leave it out."""
     if name in _ADDRESS_FIELDS or name in ("from", "addressed"):
         return _address_filter(name, value)
     if name == "subject":
@@ -178,28 +227,28 @@ def _filter(name: str, value: str, timezone: datetime.tzinfo | None) -> tuple[st
     if name == "header":
         return _header_filter(value)
     if name in ("is", "has"):
-        return _flag(f"{name}:{value.lower()}")
+        return _FLAGS.get(f"{name}:{value.lower()}", _AS_TEXT)
     if name in ("before", "after"):
-        operator = "<" if name == "before" else ">="
-        return f"created {operator} ?", [_timestamp(value, timezone)]
-    operator = ">" if name == "larger" else "<"
-    return f"size {operator} ?", [_size(value)]
+        moment = parse_date(value, timezone)
+        if moment is None:
+            return None
+        # Mailpit's bounds: both ends included.
+        return f"created {'<=' if name == 'before' else '>='} ?", [moment]
+    size = _size(value)
+    if not size:  # Mailpit reads "larger:0" and "larger:huge" as text
+        return _AS_TEXT
+    return f"size {'>' if name == 'larger' else '<'} ?", [size]
 
 
-_FLAGS = {
-    "is:read": "read = 1",
-    "is:unread": "read = 0",
-    "is:tagged": "messages.tags != '[]'",
-    "has:attachment": "attachments > 0",
-    "has:attachments": "attachments > 0",
+_FLAGS: dict[str, tuple[str, list[Any]]] = {
+    "is:read": ("read = 1", []),
+    "is:unread": ("read = 0", []),
+    "is:tagged": ("messages.tags != '[]'", []),
+    "has:attachment": ("attachments > 0", []),
+    "has:attachments": ("attachments > 0", []),
+    "has:inline": ("coalesce(inline, 0) > 0", []),
+    "has:inlines": ("coalesce(inline, 0) > 0", []),
 }
-
-
-def _flag(term: str) -> tuple[str, list[Any]]:
-    if term not in _FLAGS:
-        known = ", ".join(sorted(_FLAGS))
-        raise SearchSyntaxError(f"unknown filter {term!r}: expected one of {known}")
-    return _FLAGS[term], []
 
 
 _ADDRESS_FIELDS = {"to": "to_json", "cc": "cc_json", "bcc": "bcc_json", "reply-to": "reply_to_json"}
@@ -277,24 +326,28 @@ def _contains(text: str) -> str:
 
 _DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})(.*)")
 _US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(.*)")
+_UNIX_TIME = re.compile(r"\d{9,13}")  # seconds, or milliseconds as JavaScript gives them
 
 
-def _timestamp(value: str, timezone: datetime.tzinfo | None) -> float:
-    """A date (and time) as a Unix time; see the module docstring for the forms."""
-    match = _DATE.fullmatch(value) or _US_DATE.fullmatch(value)
-    moment = None
-    if match:
-        first, second, third, rest = match.groups()
-        year, month, day = (first, second, third) if len(first) == 4 else (third, first, second)
-        text = f"{year}-{int(month):02d}-{int(day):02d}{rest}"
-        try:
-            moment = datetime.datetime.fromisoformat(text.replace("_", " "))
-        except ValueError:
-            moment = None
+def parse_date(value: str, timezone: datetime.tzinfo | None = None) -> float | None:
+    """A date (and time) as a Unix time, or None if it is not one.
+
+    ``2024-04-01``, ``2024/04/01``, ``04/01/2024`` (each with an optional
+    time), RFC 3339 (``2024-04-01T13:30:00.123Z``, what ``Created`` holds),
+    RFC 2822 (a Date header) or Unix seconds or milliseconds. A date without
+    a zone is in ``timezone`` (default: the server's). Years 1000 to 9998:
+    a date outside them is a SearchSyntaxError.
+    """
+    value = value.strip()
+    if _UNIX_TIME.fullmatch(value):
+        number = int(value)
+        return number / 1000 if len(value) > 11 else float(number)
+    moment = _calendar_date(value)
     if moment is None:
-        raise SearchSyntaxError(
-            f"invalid date {value!r}: expected YYYY-MM-DD or YYYY/MM/DD, optionally with a time"
-        )
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
     # Far enough from year 1 and 9999 that no zone offset leaves datetime's range.
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise SearchSyntaxError(
@@ -305,16 +358,42 @@ def _timestamp(value: str, timezone: datetime.tzinfo | None) -> float:
     return moment.timestamp()
 
 
+def _calendar_date(value: str) -> datetime.datetime | None:
+    match = _DATE.fullmatch(value) or _US_DATE.fullmatch(value)
+    if not match:
+        return None
+    first, second, third, rest = match.groups()
+    year, month, day = (first, second, third) if len(first) == 4 else (third, first, second)
+    text = f"{year}-{int(month):02d}-{int(day):02d}{rest}"
+    try:
+        return datetime.datetime.fromisoformat(text.replace("_", " "))
+    except ValueError:
+        return None
+
+
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def _size(value: str) -> int:
+    """Bytes, or 0 for what is not a size (as Mailpit's sizeToBytes)."""
     match = _SIZE.fullmatch(value)
     if not match:
-        raise SearchSyntaxError(f"invalid size {value!r}: expected a number with k, m or g")
+        return 0
     # Decimal, not float: exact, and no infinity for a long run of digits.
     size = int(decimal.Decimal(match[1]) * _SIZE_UNITS[match[2].lower()])
     if size > MAX_SIZE:
         raise SearchSyntaxError(f"invalid size {value[:40]!r}: at most {MAX_SIZE} bytes (8 EiB)")
     return size
+
+
+def one_message(search: Search, fts_table: str) -> Search:
+    """The same search, for one message whose text is alone in ``fts_table``.
+
+    ``fts_table`` has the columns of ``messages_fts`` and holds only that
+    message: the full-text test then costs the size of the message, not of
+    the mailbox (a prefix query reads every matching term of the whole index).
+    """
+    # MATCH takes the table's bare name, even when the FROM names its database.
+    single = f"EXISTS (SELECT 1 FROM {fts_table} WHERE {fts_table.rpartition('.')[2]} MATCH ?)"
+    return Search(search.where.replace(_FTS_MATCH, single), search.params)

@@ -99,6 +99,7 @@ class Server:
 
         self.checks = Checks(self.store, config)  # reads --dkim-key files: fails before opening
         self.login_gate = LoginGate(self.auth_throttle)
+        self.store.tagging = config.tagging()  # reads --tags-config: a bad file stops us here
         self.store.open()
         try:
             self._start_relay(settings)

@@ -40,6 +40,7 @@ from mailtrap.rows import IncomingMessage
 from mailtrap.schema import prepare_database
 from mailtrap.search import Search
 from mailtrap.spool import make_spool_dir
+from mailtrap.tags.arrival import Tagging
 from mailtrap.writer import connect, send_batch
 
 __all__ = ["IncomingMessage", "Store"]
@@ -55,6 +56,9 @@ SUMMARY_COLUMNS = (
     "reply_to_json, subject, created, auth_user, tags, size, attachments, snippet"
 )
 WRITER_START_TIMEOUT = 30.0
+# More changes than this in one write are announced as one "prune" event (clients
+# reload), as Mailpit announces a search deleting more than 200 messages.
+PRUNE_EVENT_AFTER = 200
 # How long a read waits for the summaries of messages already acknowledged;
 # longer than the parser's CPU budget per message.
 SETTLE_TIMEOUT = 5.0
@@ -128,10 +132,12 @@ class Store:
         max_age: float | None = None,
         sync: str = "full",
         hub: EventHub | None = None,
+        tagging: Tagging | None = None,
         archive: Path | None = None,
         archive_format: str = "maildir",
     ):
         self.path = Path(path)
+        self.tagging = tagging or Tagging()
         self.hub = hub if hub is not None else EventHub()
         self.max_messages = max_messages
         self.max_age = max_age
@@ -201,7 +207,7 @@ class Store:
         ours, theirs = socket.socketpair()
         max_age = "-" if self.max_age is None else repr(self.max_age)
         command = [sys.executable, "-m", "mailtrap.writer", str(theirs.fileno()), str(self.path)]
-        command += [str(self.max_messages), max_age, self.sync]
+        command += [str(self.max_messages), max_age, self.sync, self.tagging.to_json()]
         if self.archive is not None:
             command += [str(self.archive), self.archive_format]
         try:
@@ -277,14 +283,33 @@ class Store:
         """Mark messages (``ids`` None: all) read or unread; gives the IDs that changed."""
         return self._submit("set_read", None if ids is None else list(ids), read)
 
-    def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> Future[list[str]]:
-        """Replace the tags of messages; gives the IDs that exist.
+    def set_tags(
+        self, ids: Iterable[str], tags: Iterable[str]
+    ) -> Future[list[tuple[str, list[str]]]]:
+        """Replace the tags of messages; gives (ID, tags as stored) of those that exist.
 
         Waits for pending summaries first: a summary written after these tags
         would put back the tags the message itself carries.
         """
         self.settle()
         return self._submit("set_tags", list(ids), list(tags))
+
+    def add_tags(
+        self, ids: Iterable[str], tags: Iterable[str]
+    ) -> Future[list[tuple[str, list[str]]]]:
+        """Add tags to messages; gives (ID, tags) of those whose tags changed."""
+        self.settle()  # as set_tags: no summary written later may undo this
+        return self._submit("add_tags", list(ids), list(tags))
+
+    def rename_tag(self, old: str, new: str) -> Future[tuple[str, list[str]]]:
+        """Rename a tag everywhere: ("renamed", IDs), ("not found", []) or ("exists", [])."""
+        self.settle()  # as set_tags: no summary written later may undo this
+        return self._submit("rename_tag", old, new)
+
+    def delete_tag(self, name: str) -> Future[tuple[str, list[str]]]:
+        """Take a tag off every message: ("deleted", IDs) or ("not found", [])."""
+        self.settle()  # as set_tags: no summary written later may undo this
+        return self._submit("delete_tag", name)
 
     def relay_write(self, name: str, *args: Any) -> Future[Any]:
         """A write to the relay queue, by its name in :data:`mailtrap.relay.queue.WRITES`."""
@@ -487,18 +512,28 @@ class Store:
             if not ok:
                 continue
             if job.name == "delete":
-                for message_id in value:
-                    self.hub.publish("delete", {"ID": message_id})
+                self._publish_each("delete", value, lambda message_id: {"ID": message_id})
             elif job.name == "delete_all":
                 self.hub.publish("truncate")
             elif job.name == "set_read":
-                for message_id in value:
-                    self.hub.publish("update", {"ID": message_id, "Read": job.args[1]})
-            elif job.name == "set_tags":
-                for message_id in value:
-                    self.hub.publish("update", {"ID": message_id, "Tags": sorted(set(job.args[1]))})
-        for message_id in pruned:
-            self.hub.publish("delete", {"ID": message_id})
+                self._publish_each(
+                    "update",
+                    value,
+                    lambda message_id, read=job.args[1]: {"ID": message_id, "Read": read},
+                )
+            elif job.name in ("set_tags", "add_tags"):
+                self._publish_each("update", value, lambda pair: {"ID": pair[0], "Tags": pair[1]})
+            elif job.name in ("rename_tag", "delete_tag") and value[1]:
+                self.hub.publish("prune")  # as Mailpit: clients reload what they show
+        self._publish_each("delete", pruned, lambda message_id: {"ID": message_id})
+
+    def _publish_each(self, type: str, items: list[Any], data: Callable[[Any], Any]) -> None:
+        """An event per message; more than PRUNE_EVENT_AFTER of them: one ``prune`` event."""
+        if len(items) > PRUNE_EVENT_AFTER:
+            self.hub.publish("prune")
+            return
+        for item in items:
+            self.hub.publish(type, data(item))
 
     # -- reads ---------------------------------------------------------------
 
@@ -639,24 +674,11 @@ class Store:
     def tag_counts(self) -> dict[str, int]:
         """Every tag in use, sorted, with how many messages have it."""
         self.settle()
-        # ``tags != '[]'`` lets SQLite read only tagged messages (a partial index).
-        sql = (
-            "SELECT tag.value, count(*) FROM messages, json_each(messages.tags) AS tag "
-            "WHERE messages.tags != '[]' GROUP BY tag.value ORDER BY tag.value"
-        )
+        sql = "SELECT name, messages FROM tag_names ORDER BY name"
         return {name: count for name, count in self.reader.execute(sql)}
 
     def tags(self) -> list[str]:
         return list(self.tag_counts())
-
-    def tagged(self, tag: str) -> list[tuple[str, list[str]]]:
-        """(ID, tags) of every message with ``tag``."""
-        self.settle()
-        sql = (
-            "SELECT id, tags FROM messages WHERE tags != '[]' "
-            "AND EXISTS (SELECT 1 FROM json_each(messages.tags) WHERE value = ?)"
-        )
-        return [(row[0], json.loads(row[1])) for row in self.reader.execute(sql, [tag])]
 
     def database_size(self) -> int:
         """Bytes on disk: the database file and its write-ahead log."""

@@ -35,6 +35,7 @@ from typing import Any
 from mailtrap.mime import Summary, summarize
 from mailtrap.part_index import PartIndex, make_part_index
 from mailtrap.rows import storable, summary_values
+from mailtrap.tags.arrival import Tagging
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Parsed:
     index: PartIndex | None = None
 
 
-Job = tuple[int, str, list[str]]  # seq, message ID, envelope recipients
+Job = tuple[int, str, list[str], str | None]  # seq, message ID, envelope recipients, login
 
 
 class Summarizer:
@@ -68,8 +69,9 @@ class Summarizer:
     times, then stored as unparsed with the reason.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tagging: Tagging | None = None):
         self.path = path
+        self.tagging = tagging or Tagging()
         self._queued: deque[Job] = deque()  # not sent yet
         self._sent: dict[int, Job] = {}  # seq -> job, in the order sent (and parsed)
         self._deaths: dict[int, int] = {}  # seq -> times the parser died on it
@@ -86,13 +88,17 @@ class Summarizer:
         ours, theirs = socket.socketpair()
         command = [sys.executable, "-m", "mailtrap.summarizer", str(theirs.fileno())]
         try:
-            self._process = subprocess.Popen([*command, str(self.path)], pass_fds=[theirs.fileno()])
+            self._process = subprocess.Popen(
+                [*command, str(self.path), self.tagging.to_json()], pass_fds=[theirs.fileno()]
+            )
         finally:
             theirs.close()
         self._pipe = Connection(ours.detach())
 
-    def submit(self, seq: int, message_id: str, rcpt_tos: list[str]) -> None:
-        self._queued.append((seq, message_id, rcpt_tos))
+    def submit(
+        self, seq: int, message_id: str, rcpt_tos: list[str], auth_user: str | None = None
+    ) -> None:
+        self._queued.append((seq, message_id, rcpt_tos, auth_user))
         self._send_queued()
 
     def _send_queued(self) -> None:
@@ -125,7 +131,7 @@ class Summarizer:
         status = self._stop_process()
         failed: list[Parsed] = []
         if self._sent:
-            seq, message_id, _ = suspect = next(iter(self._sent.values()))
+            seq, message_id, *_ = suspect = next(iter(self._sent.values()))
             self._deaths[seq] = self._deaths.get(seq, 0) + 1
             log.warning("the parser process ended (%s) while parsing %s", status, message_id)
             if self._deaths[seq] >= ATTEMPTS:
@@ -161,18 +167,21 @@ class Summarizer:
 
 def unparsable(job: Job, reason: str) -> Parsed:
     """A message stored byte-exact whose summary could not be made, with the reason."""
-    seq, message_id, _ = job
+    seq, message_id, *_ = job
     values = _storable(summary_values(Summary(parse_error=reason)))
     return Parsed(seq, message_id, values, PartIndex(0, [], reason))
 
 
-def parse(conn: sqlite3.Connection, job: Job) -> Parsed:
+def parse(conn: sqlite3.Connection, job: Job, tagging: Tagging | None = None) -> Parsed:
     """What the parser process does with one job: read the message and summarize it."""
-    seq, message_id, rcpt_tos = job
+    seq, message_id, rcpt_tos, auth_user = job
     raw = _stored_raw(conn, seq)
     if raw is None:  # deleted before its turn came: nothing to write, but still done
         return Parsed(seq, message_id, None)
-    values = _storable(summary_values(_summary(raw, rcpt_tos)))
+    summary = _summary(raw, rcpt_tos)
+    # Names as found: the writer cleans them and spells them as they are stored.
+    summary.tags = (tagging or Tagging()).header_tags(summary, auth_user)
+    values = _storable(summary_values(summary))
     return Parsed(seq, message_id, values, _storable_index(make_part_index(raw)))
 
 
@@ -210,28 +219,31 @@ def _stored_raw(conn: sqlite3.Connection, seq: int) -> bytes | None:
         return None
 
 
-def unparsed(conn: sqlite3.Connection) -> list[tuple[int, str, list[str]]]:
-    """(seq, ID, envelope recipients) of rows whose summary is not written yet."""
-    sql = "SELECT seq, id, rcpt_tos FROM messages WHERE parsed = 0 ORDER BY seq"
-    return [(seq, id_, json.loads(rcpts or "[]")) for seq, id_, rcpts in conn.execute(sql)]
+def unparsed(conn: sqlite3.Connection) -> list[tuple[int, str, list[str], str | None]]:
+    """(seq, ID, envelope recipients, login) of rows whose summary is not written yet."""
+    sql = "SELECT seq, id, rcpt_tos, auth_user FROM messages WHERE parsed = 0 ORDER BY seq"
+    return [
+        (seq, id_, json.loads(rcpts or "[]"), user) for seq, id_, rcpts, user in conn.execute(sql)
+    ]
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of the parser process: FD PATH."""
+    """Entry point of the parser process: FD PATH TAGGING."""
     # Ctrl+C reaches the whole process group; the writer ends this process by
     # closing its socket, once every job is parsed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(PARSER_NICENESS)
-    fd, path = argv
+    fd, path, tagging_json = argv
+    tagging = Tagging.from_json(tagging_json)
     pipe = Connection(int(fd))
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 10000")
     try:
         while True:
             job: Job = pipe.recv()
-            pipe.send(parse(conn, job))
+            pipe.send(parse(conn, job, tagging))
     except (EOFError, OSError):  # the writer closed its end: everything asked is answered
         return
     finally:

@@ -5,7 +5,7 @@ instead of competing with the SMTP loop for the GIL; parsing and indexing run
 in a third (:mod:`mailtrap.summarizer`). It takes
 batches of operations from a socket, applies each batch in one transaction
 (group commit), and answers with one result per operation once it is
-committed. Started as ``python -m mailtrap.writer FD PATH MAX_MESSAGES MAX_AGE SYNC``
+committed. Started as ``python -m mailtrap.writer FD PATH MAX_MESSAGES MAX_AGE SYNC TAGGING``
 by :class:`mailtrap.store.Store`; it imports only what writing needs.
 """
 
@@ -29,6 +29,8 @@ from mailtrap.part_index import write_part_index
 from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
 from mailtrap.summarizer import Parsed, Summarizer, unparsed
+from mailtrap.tags.arrival import Tagging, stored_tags
+from mailtrap.tags.names import tag_key
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +96,12 @@ class Writer:
         max_messages: int = 0,
         max_age: float | None = None,
         sync: str = "full",
+        tagging: Tagging | None = None,
         archive: Archive | None = None,
     ):
         self.conn = connect(path)
+        self.tagging = tagging or Tagging()
+        self.tagging.prepare(self.conn)
         self.archive = archive
         # FULL: a message acknowledged with 250 survives a power cut, not just
         # a crash; group commit keeps the fsyncs few. NORMAL in WAL mode: it
@@ -110,13 +115,13 @@ class Writer:
         self.pruned: list[str] = []  # IDs pruned since the last answer, for delete events
         self._added: list[tuple[int, str, IncomingMessage]] = []  # in the open transaction
         self._committed: list[tuple[int, str, IncomingMessage]] = []  # not yet being parsed
-        self.summarizer = Summarizer(path)
+        self.summarizer = Summarizer(path, self.tagging)
         self._summaries: list[Parsed] = []  # parsed, not written yet
         self._summaries_since = 0.0  # when the oldest of them was collected
         self.prune()
         # Committed before a crash but never parsed: parse them now.
-        for seq, message_id, rcpt_tos in unparsed(self.conn):
-            self.summarizer.submit(seq, message_id, rcpt_tos)
+        for seq, message_id, rcpt_tos, auth_user in unparsed(self.conn):
+            self.summarizer.submit(seq, message_id, rcpt_tos, auth_user)
 
     def close(self) -> None:
         """Parse and write what is still queued, then close the database."""
@@ -187,15 +192,71 @@ class Writer:
         """Retention now: another process (``mailtrap ingest``) may have added messages."""
         self._delete_expired()
 
-    def op_set_tags(self, ids: list[str], tags: list[str]) -> list[str]:
-        """Replace the tags of messages; returns the IDs that exist."""
-        value = json.dumps(sorted(set(tags)))
-        updated: list[str] = []
+    def op_set_tags(self, ids: list[str], tags: list[str]) -> list[tuple[str, list[str]]]:
+        """Replace the tags of messages; returns (ID, tags) of those that exist."""
+        names = stored_tags(self.conn, tags)
+        value = json.dumps(names)
+        updated: list[tuple[str, list[str]]] = []
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             sql = f"UPDATE messages SET tags = ? WHERE id IN ({marks}) RETURNING id"
-            updated += [row[0] for row in self.conn.execute(sql, [value, *chunk])]
+            updated += [(row[0], names) for row in self.conn.execute(sql, [value, *chunk])]
         return updated
+
+    def op_add_tags(self, ids: list[str], tags: list[str]) -> list[tuple[str, list[str]]]:
+        """Add tags to messages; returns (ID, tags) of those whose tags changed."""
+        changed: list[tuple[str, list[str]]] = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, tags FROM messages WHERE id IN ({marks})"
+            for message_id, old in self.conn.execute(sql, chunk).fetchall():
+                current = json.loads(old or "[]")
+                names = stored_tags(self.conn, current + tags)
+                if names != current:
+                    self._write_tags(message_id, names)
+                    changed.append((message_id, names))
+        return changed
+
+    def op_rename_tag(self, old: str, new: str) -> tuple[str, list[str]]:
+        """Rename a tag on every message: ("renamed", IDs), "not found" or "exists"."""
+        key, new_key = tag_key(old), tag_key(new)
+        if self._spelling(key) is None:
+            return ("not found", [])
+        if new_key != key and self._spelling(new_key) is not None:
+            return ("exists", [])
+        ids = self._retag(key, new)
+        # A change of case only: the counting triggers kept the old spelling.
+        self.conn.execute("UPDATE tag_names SET name = ? WHERE key = ?", [new, new_key])
+        return ("renamed", ids)
+
+    def op_delete_tag(self, name: str) -> tuple[str, list[str]]:
+        """Take a tag off every message: ("deleted", IDs) or "not found"."""
+        key = tag_key(name)
+        if self._spelling(key) is None:
+            return ("not found", [])
+        return ("deleted", self._retag(key, None))
+
+    def _retag(self, key: str, new: str | None) -> list[str]:
+        """Replace (None: drop) the tag ``key`` on every message that has it."""
+        sql = (
+            "SELECT id, tags FROM messages WHERE tags != '[]' AND EXISTS "
+            "(SELECT 1 FROM json_each(messages.tags) WHERE lower(value) = ?)"
+        )
+        ids = []
+        for message_id, old in self.conn.execute(sql, [key]).fetchall():
+            others = [name for name in json.loads(old) if tag_key(name) != key]
+            self._write_tags(message_id, sorted([*others, new] if new else others))
+            ids.append(message_id)
+        return ids
+
+    def _write_tags(self, message_id: str, names: list[str]) -> None:
+        self.conn.execute(
+            "UPDATE messages SET tags = ? WHERE id = ?", [json.dumps(names), message_id]
+        )
+
+    def _spelling(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT name FROM tag_names WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
 
     def op_relay(self, name: str, *args: Any) -> Any:
         """A write to the relay queue (:data:`mailtrap.relay.queue.WRITES`)."""
@@ -254,7 +315,7 @@ class Writer:
         Called after the answer is sent, so that the answer goes out first.
         """
         for seq, message_id, message in self._committed:
-            self.summarizer.submit(seq, message_id, message.rcpt_tos)
+            self.summarizer.submit(seq, message_id, message.rcpt_tos, message.auth_user)
         self._committed = []
 
     def apply_parsed(self, parsed: list[Parsed]) -> list[str]:
@@ -286,10 +347,21 @@ class Writer:
 
     def _write_parsed_rows(self, parsed: Sequence[Parsed]) -> None:
         for item in parsed:
+            values = None
             if item.values is not None:
-                self.conn.execute(UPDATE_SUMMARY, {**item.values, "seq": item.seq})
+                tags = stored_tags(self.conn, json.loads(item.values["tags"] or "[]"))
+                values = {**item.values, "tags": json.dumps(tags), "seq": item.seq}
+                self.conn.execute(UPDATE_SUMMARY, values)
             if item.index is not None:
                 write_part_index(self.conn, item.seq, item.index)
+            if values is not None:
+                # The rules search the summary just written, in this transaction.
+                extra = self.tagging.rule_tags(self.conn, item.seq, values)
+                if extra:
+                    self.conn.execute(
+                        "UPDATE messages SET tags = ? WHERE seq = ?",
+                        [json.dumps(stored_tags(self.conn, tags + extra)), item.seq],
+                    )
 
     def _write_parsed_alone(self, item: Parsed) -> None:
         try:
@@ -426,14 +498,14 @@ class Writer:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-") SYNC
+    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-") SYNC TAGGING
     [ARCHIVE FORMAT]."""
     # Ctrl+C reaches the whole process group; the server decides when the
     # writer stops (by closing the socket), so queued writes are never cut off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, path, max_messages, max_age, sync = argv[:5]
-    archive = Archive(Path(argv[5]), argv[6]) if len(argv) > 5 else None
+    fd, path, max_messages, max_age, sync, tagging = argv[:6]
+    archive = Archive(Path(argv[6]), argv[7]) if len(argv) > 6 else None
     pipe = Connection(int(fd))
     try:
         writer = Writer(
@@ -441,6 +513,7 @@ def main(argv: list[str]) -> None:
             max_messages=int(max_messages),
             max_age=None if max_age == "-" else float(max_age),
             sync=sync,
+            tagging=Tagging.from_json(tagging),
             archive=archive,
         )
     except Exception as error:

@@ -13,6 +13,7 @@ from api_client import Api, plain, send
 
 from mailtrap import Server
 from mailtrap.errors import StorageError
+from mailtrap.web.api import MAILPIT_API_VERSION
 
 MIXED = (
     b"From: Shop <shop@example.com>\r\nTo: you@example.com\r\nSubject: Your order\r\n"
@@ -66,9 +67,7 @@ def test_pagination_with_start_and_limit(server: Server, api: Api):
     ("query", "error"),
     [
         ({"limit": "ten"}, "limit must be an integer"),
-        ({"limit": "0"}, "limit must be between 1 and 1000"),
-        ({"limit": "1001"}, "limit must be between 1 and 1000"),
-        ({"start": "-1"}, "start must be between 0"),
+        ({"start": "20000000"}, "start must be at most"),
         ({"start": "1e3"}, "start must be an integer"),
     ],
 )
@@ -283,12 +282,12 @@ def test_mark_read_and_unread_by_ids_and_all(server: Server, api: Api):
         ("PUT", "/api/v1/messages", b'{"Read": "yes"}', 400, "Read must be true or false"),
         ("PUT", "/api/v1/messages", b'{"IDs": ["a"], "Search": "x"}', 400, "not both"),
         ("PUT", "/api/v1/messages", b'{"Search": 5}', 400, "Search must be a string"),
-        ("PUT", "/api/v1/messages", b'{"Search": "is:bogus"}', 400, "unknown filter"),
-        ("PUT", "/api/v1/tags", b'{"Tags": ["a"]}', 400, "IDs must name at least one"),
+        ("PUT", "/api/v1/messages", b'{"Search": "%s"}' % (b"x " * 100), 400, "more than 64"),
         ("PUT", "/api/v1/tags", b'{"IDs": ["a"], "Tags": "a"}', 400, "Tags must be an array"),
         ("PUT", "/api/v1/tags/x", b'{"Name": 3}', 400, "Name must be a string"),
-        ("PUT", "/api/v1/tags/x", b'{"Name": " , "}', 400, "Name must not be empty"),
-        ("PUT", "/api/v1/tags/nosuchtag", b'{"Name": "y"}', 404, "no message has the tag"),
+        ("PUT", "/api/v1/tags/x", b'{"Name": " , "}', 400, "invalid tag name"),
+        ("PUT", "/api/v1/tags/nosuchtag", b'{"Name": "y"}', 400, "tag not found"),
+        ("DELETE", "/api/v1/tags/nosuchtag", None, 400, "tag not found"),
         ("POST", "/api/v1/send", b'"text"', 400, "must be a JSON object"),
         ("GET", "/api/v1/nosuchroute", None, 404, "not found"),
         ("PATCH", "/api/v1/messages", b"{}", 405, "not allowed"),
@@ -328,11 +327,14 @@ def test_rename_and_delete_a_tag(server: Server, api: Api):
     one = send(server, plain("1", headers="X-Tags: old, keep\r\n"))
     two = send(server, plain("2", headers="X-Tags: old\r\n"))
     three = send(server, plain("3", headers="X-Tags: new\r\n"))
-    assert api.ok("PUT", "/api/v1/tags/old", {"Name": "new"}) == "ok"
+    # As Mailpit: a rename onto another tag's name is refused, not a merge.
+    reply = api.request("PUT", "/api/v1/tags/old", {"Name": "New"})
+    assert (reply.status, reply.json()["Error"]) == (400, "tag already exists: New")
+    assert api.ok("PUT", "/api/v1/tags/old", {"Name": "renamed"}) == "ok"
     tags = {m["ID"]: m["Tags"] for m in api.messages()["messages"]}
-    assert tags == {one: ["keep", "new"], two: ["new"], three: ["new"]}
-    assert api.ok("DELETE", "/api/v1/tags/new") == "ok"
-    assert api.ok("GET", "/api/v1/tags") == ["keep"]
+    assert tags == {one: ["keep", "renamed"], two: ["renamed"], three: ["new"]}
+    assert api.ok("DELETE", "/api/v1/tags/RENAMED") == "ok"  # any case names the tag
+    assert api.ok("GET", "/api/v1/tags") == ["keep", "new"]
     assert api.messages()["total"] == 3  # deleting a tag keeps the messages
 
 
@@ -349,11 +351,14 @@ def test_info_reports_version_counts_and_database(server: Server, api: Api):
     send(server, plain("1"))
     api.message(send(server, plain("2", headers="X-Tags: t\r\n")))
     info = api.ok("GET", "/api/v1/info")
-    assert info["Version"] == __import__("mailtrap").__version__
+    assert info["Version"] == MAILPIT_API_VERSION  # what Mailpit's clients gate features on
+    assert info["Mailtrap"] == {"Version": __import__("mailtrap").__version__}
+    assert info["LatestVersion"] == "disabled"
     assert (info["Messages"], info["Unread"], info["Tags"]) == (2, 1, {"t": 1})
     assert info["Database"] == str(server.store.path)
     assert info["DatabaseSize"] > 0
-    assert info["RuntimeStats"]["Uptime"] >= 0
+    assert isinstance(info["RuntimeStats"]["Uptime"], int)  # Go's uint64: never a float
+    assert info["RuntimeStats"]["SMTPAccepted"] >= 2
     assert info["RuntimeStats"]["Memory"] > 10 * 1024 * 1024
 
 

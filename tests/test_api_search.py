@@ -46,10 +46,10 @@ def test_exact_address_negation_and_header_search(server: Server, api: Api):
     [
         ({}, "no search query"),
         ({"query": "   "}, "no search query"),
-        ({"query": "is:whatever"}, "unknown filter"),
-        ({"query": "after:someday"}, "invalid date"),
+        ({"query": "x " * 100}, "more than 64 terms"),
+        ({"query": "x", "before": "someday"}, "before must be a date"),
         ({"query": "after:2024-01-01", "tz": "Mars/Olympus"}, "unknown time zone"),
-        ({"query": "x", "limit": "5000"}, "limit must be between"),
+        ({"query": "x", "limit": "5e3"}, "limit must be an integer"),
         ({"query": "x", "wait": "soon"}, "wait must be a number"),
         ({"query": "x", "wait": "301"}, "wait must be between 0 and 300"),
         ({"query": "x", "wait": "nan"}, "wait must be between"),
@@ -86,7 +86,7 @@ def test_delete_by_search(server: Server, api: Api):
 
 def test_delete_by_a_search_that_matches_everything_is_refused(server: Server, api: Api):
     send(server, plain("Keep"))
-    for query in ("", "!!!"):
+    for query in ("", "%3C%3E", "%2C"):  # nothing, "<>", ",": Mailpit would delete all
         reply = api.request("DELETE", f"/api/v1/search?query={query}")
         assert reply.status == 400
     assert api.messages()["total"] == 1

@@ -172,7 +172,11 @@ def test_header_fields_are_linear_in_the_header_block():
 
 
 def _parts(n: int) -> bytes:
-    part = b"--b\r\nContent-Type: application/pdf; name=x.pdf\r\n\r\nx\r\n"
+    # Attachments as Mailpit counts them: a download (Content-Disposition: attachment).
+    part = (
+        b"--b\r\nContent-Type: application/pdf; name=x.pdf\r\n"
+        b"Content-Disposition: attachment\r\n\r\nx\r\n"
+    )
     return HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part * n + b"--b--\r\n"
 
 
@@ -342,7 +346,8 @@ def test_summarize_reads_a_memory_mapped_message(tmp_path: Path):
     raw = (
         HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
         b"--b\r\n\r\nno headers at all\r\n"
-        b"--b\r\nContent-Type: application/pdf; name=r.pdf\r\n\r\nx\r\n--b--\r\n"
+        b"--b\r\nContent-Type: application/pdf; name=r.pdf\r\n"
+        b"Content-Disposition: attachment\r\n\r\nx\r\n--b--\r\n"
     )
     path = tmp_path / "spooled.eml"
     path.write_bytes(raw)

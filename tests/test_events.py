@@ -26,10 +26,11 @@ from web_clients import (
 )
 from wsproto.frame_protocol import CloseReason
 
-from mailtrap import Server, __version__
+from mailtrap import Server
 from mailtrap.events import MAX_PENDING, EventHub
 from mailtrap.message import summary
 from mailtrap.store import IncomingMessage
+from mailtrap.web.api import MAILPIT_API_VERSION
 from mailtrap.web.events import STATS_INTERVAL, EventStream
 
 SUMMARY_KEYS = [
@@ -63,7 +64,7 @@ def test_first_frame_is_stats(server: Server) -> None:
     with events(server) as client:
         assert next_frame(client) == {
             "Type": "stats",
-            "Data": {"Total": 2, "Unread": 1, "Version": __version__},
+            "Data": {"Total": 2, "Unread": 1, "Version": MAILPIT_API_VERSION},
         }
 
 
@@ -110,7 +111,10 @@ def test_update_delete_and_truncate_follow_store_writes(server: Server) -> None:
         store.delete_all().result(10)
         assert next_change(client) == {"Type": "truncate", "Data": None}
         last = frames_until_quiet(client)[-1][1]
-    assert last == {"Type": "stats", "Data": {"Total": 0, "Unread": 0, "Version": __version__}}
+    assert last == {
+        "Type": "stats",
+        "Data": {"Total": 0, "Unread": 0, "Version": MAILPIT_API_VERSION},
+    }
 
 
 def test_stats_are_coalesced_and_the_last_one_is_current(server: Server) -> None:
@@ -122,7 +126,7 @@ def test_stats_are_coalesced_and_the_last_one_is_current(server: Server) -> None
     stats = [(at, frame["Data"]) for at, frame in frames if frame["Type"] == "stats"]
     assert new == ids
     assert frames[-1][1]["Type"] == "stats"
-    assert stats[-1][1] == {"Total": 40, "Unread": 40, "Version": __version__}
+    assert stats[-1][1] == {"Total": 40, "Unread": 40, "Version": MAILPIT_API_VERSION}
     # One per interval at most: never one per message.
     span = frames[-1][0] - frames[0][0]
     assert len(stats) <= span / STATS_INTERVAL + 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailtrap.mime import MAX_MIME_DEPTH, SNIPPET_LENGTH, split_multipart, summarize
+from mailtrap.mime import MAX_MIME_DEPTH, SNIPPET_BYTES, split_multipart, summarize
 
 
 def crlf(text: str) -> bytes:
@@ -98,12 +98,14 @@ MIXED = crlf(
 )
 
 
-def test_attachments_are_counted_and_named_and_inline_parts_with_content_id_are_not():
+def test_attachments_are_counted_as_mailpit_counts_them():
     summary = summarize(MIXED)
-    # report.pdf (attachment), the text attachment, and the zip (a non-text
-    # part with a name and no Content-ID); the inline logo is not one.
-    assert summary.attachments == 3
-    assert summary.attachment_names == ["report.pdf", "résumé.txt", "données.zip"]
+    # Mailpit's rule: Content-Disposition: attachment (report.pdf, the text file) or
+    # application/octet-stream. The zip without a disposition is listed with the
+    # inline parts, and the inline logo is counted for has:inline.
+    assert summary.attachments == 2
+    assert summary.attachment_names == ["report.pdf", "résumé.txt"]
+    assert summary.inline == 1
     assert summary.parse_error is None
 
 
@@ -115,7 +117,7 @@ def test_a_text_part_marked_as_attachment_is_not_taken_as_the_body():
     assert summary.snippet == "See"
 
 
-def test_snippet_comes_from_the_first_text_plain_part_of_an_alternative():
+def test_snippet_comes_from_the_html_when_there_is_html_as_in_mailpit():
     raw = crlf(
         "Content-Type: multipart/alternative; boundary=b\n\n"
         "--b\n"
@@ -128,7 +130,8 @@ def test_snippet_comes_from_the_first_text_plain_part_of_an_alternative():
         "--b--\n"
     )
     summary = summarize(raw)
-    assert summary.snippet == "Grüße aus Berlin"
+    assert summary.snippet == "HTML version"
+    assert summary.text.split() == ["Grüße", "aus", "Berlin"]  # the text is the plain part
     assert summary.text.startswith("Grüße   aus")
 
 
@@ -151,13 +154,15 @@ def test_html_only_snippet_strips_tags_and_invisible_elements_and_decodes_entiti
     assert snippet.startswith("Hello & welcome <friend> €5 word word")
     assert "alert" not in snippet and "color" not in snippet and "Title" not in snippet
     assert "<" not in snippet.replace("<friend>", "")
-    assert len(snippet) == SNIPPET_LENGTH == 250
+    # Mailpit's length: 200 bytes of UTF-8 (the euro sign is three), then "...".
+    assert snippet.endswith("...")
+    assert len(snippet[:-3].encode()) <= SNIPPET_BYTES == 200
 
 
-def test_snippet_collapses_whitespace_and_is_at_most_250_characters():
+def test_snippet_collapses_whitespace_and_is_at_most_200_bytes_then_dots():
     raw = b"Content-Type: text/plain\r\n\r\n" + b"lorem  ipsum\r\n\r\n\tdolor " * 100
     snippet = summarize(raw).snippet
-    assert len(snippet) == 250
+    assert len(snippet) == 203 and snippet.endswith("...")
     assert snippet.startswith("lorem ipsum dolor lorem ipsum dolor")
     assert "  " not in snippet and "\n" not in snippet and "\t" not in snippet
 

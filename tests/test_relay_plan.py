@@ -201,7 +201,8 @@ SMARTHOST = (
         ('allowed_recipients = ["x.test"]\n[mx]\nport = 0', "mx.port must be a port"),
         ('allowed_recipients = ["x.test"]\n[mx]\nallow_private_targets = "yes"', "true or false"),
         ('allowed_recipients = ["x.test"]\n[retry]\nlifetime = "soon"', "retry.lifetime: invalid"),
-        (OK + '[[auto_relay]]\nquery = "is:purple"', "auto_relay[0].query"),
+        # (is:purple is a word now, as Mailpit reads it; a year before 1000 is still refused)
+        (OK + '[[auto_relay]]\nquery = "before:0999-01-01"', "auto_relay[0].query"),
         (OK + '[[forward]]\nto = ["a@y.test"]', "forward[0].to: a@y.test is not on the allowlist"),
         ('mode = "smarthost"\nallowed_recipients = ["x.test"]', "needs a [smarthost] table"),
         (SMARTHOST + 'tls = "none"', "no password in clear"),

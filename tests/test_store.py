@@ -384,7 +384,7 @@ def test_a_parser_that_falls_over_loses_no_message(
         outcomes = writer.apply_batch([("add", (incoming("POISON"),)), ("add", (incoming("ok"),))])
         # What the parser process does with each job, done here where the patch reaches.
         parsed = [
-            summarizer_module.parse(writer.conn, (seq, message_id, []))
+            summarizer_module.parse(writer.conn, (seq, message_id, [], None))
             for seq, message_id, _ in writer._committed
         ]
         writer._committed = []

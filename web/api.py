@@ -26,12 +26,13 @@ from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
 from mailtrap.message import find_part, headers_map, message_detail, summary
 from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import IncomingMessage
-from mailtrap.search import Search, SearchSyntaxError, parse
+from mailtrap.search import Search, SearchSyntaxError, parse, parse_date
 from mailtrap.store import Page
+from mailtrap.tags.names import MAX_TAG_LENGTH, clean_tag
 from mailtrap.web import heavy_reads, invites, security, thumbnails, views
 from mailtrap.web.downloads import attachment_headers
 from mailtrap.web.heavy_reads import heavy_read
-from mailtrap.web.params import int_arg, json_body, seconds_arg, time_zone
+from mailtrap.web.params import fields_body, int_arg, json_body, seconds_arg, time_zone
 
 if TYPE_CHECKING:
     from mailtrap.server import Server
@@ -48,7 +49,9 @@ MAX_WAIT = 300.0  # seconds a long-poll search may wait
 STOP_CHECK_INTERVAL = 1.0  # how soon a waiting search notices the server stopping
 WRITE_TIMEOUT = 30.0  # seconds to wait for the store to commit a write
 MAX_IDS = 100_000
-MAX_TAG_LENGTH = 100
+# The Mailpit release whose API this one follows (its routes, fields and frames).
+MAILPIT_API_VERSION = "v1.30.5"
+APPLY_CHUNK = 500  # messages tagged per write when rules are applied on demand
 
 
 def register(app: Flask) -> None:
@@ -93,8 +96,36 @@ def _mailtrap_error(error: MailtrapError) -> Any:
 # -- request parsing ---------------------------------------------------------
 
 
-def _start_limit() -> tuple[int, int]:
-    return int_arg("start", 0, 0, MAX_START), int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+def _start_limit(*, zero_is_all: bool) -> tuple[int, int]:
+    """``start`` and ``limit`` as Mailpit reads them, within our bounds.
+
+    A negative start is 0 and a negative limit the default. ``limit=0`` is
+    every message in a listing (``zero_is_all``; here: MAX_LIMIT) and none in
+    a search, as in Mailpit; a limit above MAX_LIMIT is MAX_LIMIT.
+    """
+    start = max(int_arg("start", 0, -(2**63), 2**63), 0)
+    if start > MAX_START:
+        abort(400, f"start must be at most {MAX_START}")
+    limit = int_arg("limit", DEFAULT_LIMIT, -(2**63), 2**63)
+    if limit < 0:
+        limit = DEFAULT_LIMIT
+    elif limit == 0 and zero_is_all:
+        limit = MAX_LIMIT
+    return start, min(limit, MAX_LIMIT)
+
+
+def _before() -> Search:
+    """Mailpit's ``before=`` (received before that moment): a date, RFC 3339 or Unix time."""
+    text = request.args.get("before", "").strip()
+    if not text:
+        return Search()
+    try:
+        moment = parse_date(text, time_zone(request.args.get("tz", "")))
+    except SearchSyntaxError as error:
+        abort(400, str(error))
+    if moment is None:
+        abort(400, f"before must be a date or time (RFC 3339, YYYY-MM-DD...), not {text[:40]!r}")
+    return Search("created < ?", (moment,))
 
 
 def _search(text: str | None = None, *, required: bool = True) -> Search:
@@ -108,18 +139,24 @@ def _search(text: str | None = None, *, required: bool = True) -> Search:
 
 
 def _json_object() -> dict[str, Any]:
-    body = json_body()
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        abort(400, "the JSON body must be an object")
-    return body
+    """The body as an object: JSON, or the form fields of a PUT or DELETE."""
+    return fields_body() or {}
+
+
+def _field(body: dict[str, Any], key: str) -> Any:
+    """``body[key]``, the key in any case: Go's JSON decoder, and so Mailpit, ignores case."""
+    if key in body:
+        return body[key]
+    wanted = key.lower()
+    return next((value for name, value in body.items() if name.lower() == wanted), None)
 
 
 def _strings(body: dict[str, Any], key: str, maximum: int = MAX_IDS) -> list[str]:
-    value = body.get(key)
+    value = _field(body, key)
     if value is None:
         return []
+    if isinstance(value, str) and not request.is_json:  # one form field
+        value = [value] if value else []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         abort(400, f"{key} must be an array of strings")
     if len(value) > maximum:
@@ -131,7 +168,12 @@ def _message_id(message_id: str) -> str:
     """The ID itself, or for ``latest`` the newest message's (matching ``query``, if given)."""
     if message_id != "latest":
         return message_id
-    return _store().latest_id(_search(required=False))
+    return latest_id(_search(required=False))
+
+
+def latest_id(search: Search) -> str:
+    """The newest message's ID (matching ``search``); MessageNotFound if there is none."""
+    return _store().latest_id(search)
 
 
 # -- messages ----------------------------------------------------------------
@@ -156,8 +198,12 @@ def _messages_summary(page: Page, start: int) -> dict[str, Any]:
 
 @bp.get("/messages")
 def list_messages() -> Any:
-    start, limit = _start_limit()
-    return jsonify(_messages_summary(_store().page(Search(), start, limit), start))
+    start, limit = _start_limit(zero_is_all=True)
+    before = _before()
+    page = _store().page(before, start, limit)
+    if not before.matches_everything:  # Mailpit counts the whole mailbox even so
+        page.total, page.unread = _store().counts()
+    return jsonify(_messages_summary(page, start))
 
 
 @bp.delete("/messages")
@@ -174,10 +220,14 @@ def set_read_status() -> Any:
     """Mark ``IDs``, the matches of ``Search``, or (neither) every message read or unread."""
     body = _json_object()
     ids = _strings(body, "IDs")
-    read = body.get("Read", False)
+    read = _field(body, "Read")
+    if isinstance(read, str) and not request.is_json:  # a form field
+        read = read.strip().lower() in ("true", "1", "on", "yes")
+    if read is None:
+        read = False
     if not isinstance(read, bool):
         abort(400, "Read must be true or false")
-    search = body.get("Search")
+    search = _field(body, "Search")
     if search is not None and not isinstance(search, str):
         abort(400, "Search must be a string")
     if ids and search:
@@ -185,6 +235,8 @@ def set_read_status() -> Any:
     store = _store()
     if search and search.strip():
         query = _search(search)
+        if query.matches_everything:  # nothing Mailpit could search for: all messages
+            query = Search()
         targets = None if query.matches_everything else store.matching_ids(query)
         _committed(store.set_read(targets, read))
     else:
@@ -199,9 +251,10 @@ def set_read_status() -> Any:
 def search_messages() -> Any:
     """Mailpit's search; with ``wait=SECONDS``, the answer waits for a first match."""
     query = _search()
-    start, limit = _start_limit()
+    start, limit = _start_limit(zero_is_all=False)
     wait = seconds_arg("wait", MAX_WAIT)
     store = _store()
+    query = query.also(_before())
 
     def run() -> Page:
         return store.page(query, start, limit)
@@ -245,6 +298,7 @@ def delete_search() -> Any:
     """Delete every message matching ``query``."""
     query = _search()
     if query.matches_everything:
+        # Only punctuation Mailpit ignores ("<>", ","), where Mailpit deletes everything.
         abort(400, "the query matches every message; DELETE /api/v1/messages deletes them all")
     store = _store()
     _committed(store.delete(store.matching_ids(query)))
@@ -338,56 +392,75 @@ def list_tags() -> Any:
     return jsonify(_store().tags())
 
 
-def _clean_tags(names: list[str]) -> list[str]:
-    """Tags as stored: trimmed, inner white space single, no commas (the X-Tags separator)."""
-    cleaned = {" ".join(name.replace(",", " ").split()) for name in names}
-    if any(len(name) > MAX_TAG_LENGTH for name in cleaned):
-        abort(400, f"a tag may have at most {MAX_TAG_LENGTH} characters")
-    return sorted(name for name in cleaned if name and name.isprintable())
+def _clean(names: list[str]) -> list[str]:
+    """Names as Mailpit cleans them (see mailtrap.tags.names), blanks dropped."""
+    return [cleaned for cleaned in map(clean_tag, names) if cleaned]
 
 
 @bp.put("/tags")
 def set_tags() -> Any:
-    """Replace the tags of ``IDs`` with ``Tags`` (none: remove them all)."""
+    """Replace the tags of ``IDs`` with ``Tags`` (none: remove them all); no IDs: nothing."""
     body = _json_object()
     ids = _strings(body, "IDs")
-    if not ids:
-        abort(400, "IDs must name at least one message")
-    _committed(_store().set_tags(ids, _clean_tags(_strings(body, "Tags", 1000))))
+    tags = _clean(_strings(body, "Tags", 1000))
+    if ids:
+        _committed(_store().set_tags(ids, tags))
     return _ok()
 
 
-@bp.put("/tags/<tag>")
+@bp.put("/tags/<path:tag>")
 def rename_tag(tag: str) -> Any:
-    name = _json_object().get("Name")
+    """Rename a tag (any case finds it); refused if the new name is another tag's."""
+    name = _field(_json_object(), "Name")
     if not isinstance(name, str):
         abort(400, "Name must be a string")
-    cleaned = _clean_tags([name])
+    cleaned = clean_tag(name)
     if not cleaned:
-        abort(400, "Name must not be empty")
-    if not _retag(tag, lambda tags: [*tags, *cleaned]):
-        abort(404, f"no message has the tag {tag!r}")
+        abort(400, f"invalid tag name: {name[:MAX_TAG_LENGTH]!r}")
+    if cleaned == tag:
+        return _ok()  # as Mailpit: nothing to do
+    status, _ = _committed(_store().rename_tag(tag, cleaned))
+    if status == "not found":
+        abort(400, f"tag not found: {tag}")
+    if status == "exists":
+        abort(400, f"tag already exists: {cleaned}")
     return _ok()
 
 
-@bp.delete("/tags/<tag>")
+@bp.delete("/tags/<path:tag>")
 def delete_tag(tag: str) -> Any:
     """Remove a tag from every message that has it; the messages stay."""
-    _retag(tag, lambda tags: tags)
+    status, _ = _committed(_store().delete_tag(tag))
+    if status == "not found":
+        abort(400, f"tag not found: {tag}")
     return _ok()
 
 
-def _retag(tag: str, change: Callable[[list[str]], list[str]]) -> bool:
-    """Give each message tagged ``tag`` the tags ``change`` makes of its others."""
+@bp.get("/tag-rules")
+def list_tag_rules() -> Any:
+    """The rules of ``--tag`` and ``--tags-config`` (beyond Mailpit)."""
+    return jsonify([rule.to_json() for rule in _store().tagging.rules])
+
+
+@bp.post("/tag-rules/apply")
+def apply_tag_rules() -> Any:
+    """Apply the tag rules to the messages already stored, as they are applied on arrival.
+
+    Answers how many messages the rules found and how many got a tag they
+    did not have. Tags are added, never taken away.
+    """
     store = _store()
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for message_id, tags in store.tagged(tag):
-        others = [other for other in tags if other != tag]
-        groups.setdefault(tuple(sorted(set(change(others)))), []).append(message_id)
-    futures = [store.set_tags(ids, list(tags)) for tags, ids in groups.items()]
-    for future in futures:
-        _committed(future)
-    return bool(groups)
+    matched: set[str] = set()
+    futures = []
+    for rule in store.tagging.rules:
+        ids = store.matching_ids(rule.search())
+        matched.update(ids)
+        for start in range(0, len(ids), APPLY_CHUNK):  # other writes get their turn between
+            futures.append(store.add_tags(ids[start : start + APPLY_CHUNK], list(rule.tags)))
+    changed = {message_id for future in futures for message_id, _ in _committed(future)}
+    return jsonify(
+        {"Rules": len(store.tagging.rules), "Matched": len(matched), "Tagged": len(changed)}
+    )
 
 
 # -- send and info -------------------------------------------------------------
@@ -416,15 +489,20 @@ def send_message() -> Any:
 
 @bp.get("/info")
 def info() -> Any:
-    """Mailpit's AppInformation; its runtime counters are integers since this server started."""
+    """Mailpit's AppInformation, plus ``Mailtrap`` (what this server really is).
+
+    ``Version`` is the Mailpit version whose API this one follows, so that
+    Mailpit's clients, which gate features on it, treat Mailtrap as current.
+    Its runtime counters are integers since this server started.
+    """
     server = _server()
     store = server.store
     stats = server.stats
     total, unread = store.counts()
     return jsonify(
         {
-            "Version": __version__,
-            "LatestVersion": "",  # Mailtrap never calls out to find newer releases
+            "Version": MAILPIT_API_VERSION,
+            "LatestVersion": "disabled",  # Mailtrap never calls out to find newer releases
             "Database": str(store.path),
             "DatabaseSize": store.database_size(),
             "Messages": total,
@@ -439,6 +517,7 @@ def info() -> Any:
                 "SMTPRejected": stats.smtp_rejected_total,
                 "SMTPIgnored": 0,  # Mailpit's --ignore-duplicate-ids; Mailtrap keeps every copy
             },
+            "Mailtrap": {"Version": __version__},
         }
     )
 

@@ -13,7 +13,8 @@ from werkzeug.exceptions import HTTPException
 
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
-from mailtrap.web import api, chaos, checks_api, events, metrics, security, ui
+from mailtrap.search import SearchSyntaxError
+from mailtrap.web import api, chaos, checks_api, events, metrics, openapi, security, ui
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def create_app(server: Server) -> Flask:
     checks_api.register(app)
     events.register(app)
     ui.register(app)
+    openapi.register(app)
     metrics.register(app)  # /metrics
     chaos.register(app)  # /api/v1/chaos
 
@@ -74,6 +76,10 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
         return jsonify({"Error": error.description}), error.code
+
+    @app.errorhandler(SearchSyntaxError)
+    def bad_search(error: SearchSyntaxError) -> Any:
+        return jsonify({"Error": str(error)}), 400
 
     @app.errorhandler(MessageNotFound)
     def not_found(error: MessageNotFound) -> Any:

@@ -24,7 +24,7 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from wsproto.frame_protocol import CloseReason
 
-from mailtrap import __version__
+from mailtrap.web.api import MAILPIT_API_VERSION
 
 if TYPE_CHECKING:
     from simple_websocket import Server as WebSocket
@@ -47,7 +47,7 @@ SERVER_OPTIONS = {
 def mailbox_stats(store: Store) -> dict[str, Any]:
     """Mailpit's ``stats`` data: message and unread totals, and the version."""
     total, unread = store.counts()
-    return {"Total": total, "Unread": unread, "Version": __version__}
+    return {"Total": total, "Unread": unread, "Version": MAILPIT_API_VERSION}
 
 
 def frame(type: str, data: Any) -> str:

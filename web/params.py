@@ -13,6 +13,7 @@ import datetime
 import functools
 import json
 import re
+import urllib.parse
 import zoneinfo
 from typing import Any, NoReturn
 
@@ -23,6 +24,7 @@ MAX_JSON_DEPTH = 32  # Mailpit's requests nest four deep; the stdlib parser recu
 # Bytes outside strings (brackets, numbers, punctuation) bound the number of
 # values, hence the memory a body can cost; strings are bounded by the size alone.
 MAX_JSON_STRUCTURE = 1024 * 1024
+MAX_FORM_FIELDS = 100_000  # as many as the API takes IDs
 MAX_ZONE_NAME = 64  # the longest IANA name has 32 characters
 
 # A JSON string, escapes and all; an unclosed one runs to the end, so every attempt
@@ -95,17 +97,45 @@ def json_body(limit: int = MAX_JSON_BODY) -> Any:
     deeper than ``MAX_JSON_DEPTH``, or holds a string with an unpaired surrogate
     (``"\\ud800"``: valid JSON, but not text that UTF-8, SQLite or e-mail can carry).
     """
+    text = _body_text(limit)
+    return _json(text) if text.strip() else None
+
+
+def fields_body() -> dict[str, Any] | None:
+    """The body of a PUT or DELETE: a JSON object, or form fields; None if empty.
+
+    Mailpit reads any body as JSON, whatever its type (``curl -d`` says it
+    sends a form); the Python client ``mailpit-api-client`` sends real form
+    fields (``ids=...&ids=...``), read here as a JSON object with lists for
+    repeated fields (``{"ids": [...]}``).
+    """
+    text = _body_text(MAX_JSON_BODY)
+    if not text.strip():
+        return None
+    if request.mimetype == "application/x-www-form-urlencoded" and not text.lstrip().startswith(
+        ("{", "[")
+    ):
+        fields = urllib.parse.parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        return {name: values if len(values) > 1 else values[0] for name, values in fields.items()}
+    value = _json(text)
+    if not isinstance(value, dict):
+        fail("the JSON body must be an object")
+    return value
+
+
+def _body_text(limit: int) -> str:
     if request.content_length is not None and request.content_length > limit:
         abort(413, f"the request body is larger than {limit} bytes")
     data = request.stream.read(limit + 1)
     if len(data) > limit:
         abort(413, f"the request body is larger than {limit} bytes")
     try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
-        fail(f"the JSON body is not UTF-8: invalid byte at offset {error.start}")
-    if not text.strip():
-        return None
+        fail(f"the request body is not UTF-8: invalid byte at offset {error.start}")
+
+
+def _json(text: str) -> Any:
     structure = len(_JSON_STRING.sub("", text))
     if structure > MAX_JSON_STRUCTURE:
         fail(f"the JSON body has more than {MAX_JSON_STRUCTURE} bytes outside strings")

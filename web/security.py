@@ -151,8 +151,11 @@ def cross_site_refusal(
     """
     if method not in UNSAFE_METHODS and not websocket:
         return None  # reads cannot be read back cross-site without CORS
-    if not websocket and path.startswith("/api/") and _mimetype(headers) in FORM_TYPES:
+    if method == "POST" and path.startswith("/api/") and _mimetype(headers) in FORM_TYPES:
         # What an HTML form (or a fetch without preflight) sends: the API takes JSON.
+        # PUT and DELETE cannot come from a form, and a page's fetch of them is
+        # preflighted, so their bodies are read whatever their type (as Mailpit
+        # reads them; mailpit-api-client sends form fields).
         return 415, "the API takes JSON: send Content-Type: application/json"
     reason = foreign_page(headers, cors)
     return (403, reason) if reason else None

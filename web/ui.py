@@ -118,6 +118,7 @@ def webui() -> Any:
             "SpamAssassin": False,
             "ChaosEnabled": False,
             "DuplicatesIgnored": False,
+            "HideDeleteAllButton": False,
             # Beyond Mailpit: what the empty inbox tells people to configure.
             "Version": __version__,
             "SMTP": {

@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, abort, current_app, request
+from flask import Blueprint, Flask, Response, abort, current_app, redirect, request
 
+from mailtrap.errors import MessageNotFound
 from mailtrap.message import Bodies, bodies
+from mailtrap.search import Search, parse
 from mailtrap.web.downloads import attachment_headers
 from mailtrap.web.heavy_reads import heavy_read
+from mailtrap.web.params import time_zone
 
 if TYPE_CHECKING:
     from mailtrap.store import Store
@@ -60,6 +64,23 @@ def _bodies(message_id: str) -> tuple[str, Bodies]:
         message_id = store.latest_id()
     _, source = store.source(message_id)
     return message_id, bodies(source)
+
+
+@bp.get("/latest")
+def latest() -> Any:
+    """Mailpit's ``/view/latest[?query=...]``: to the newest (matching) message in the inbox."""
+    query = request.args.get("query", "").strip()
+    search = parse(query, timezone=time_zone(request.args.get("tz", ""))) if query else Search()
+    try:
+        return redirect(f"../?id={quote(_store().latest_id(search), safe='')}", 302)
+    except MessageNotFound:
+        return redirect("../", 302)  # as Mailpit: the inbox, when there is none
+
+
+@bp.get("/<message_id>")
+def message_page(message_id: str) -> Any:
+    """Mailpit's page of one message, ``/view/{ID}``: the inbox with that message open."""
+    return redirect(f"../?id={quote(message_id, safe='')}", 302)
 
 
 @bp.get("/<message_id>.html")

@@ -243,6 +243,8 @@ function applyEvent({ Type: type, Data: data }) {
     }
     if (Array.isArray(data.Tags)) message.Tags = data.Tags;
     view.update(message);
+  } else if (type === "prune") {
+    scheduleReload(); // many messages changed at once (Mailpit's frame): reload what is shown
   } else if (type === "truncate") {
     Object.assign(state, { messages: [], total: 0, unread: 0, matching: 0, matchingUnread: 0, start: 0 });
     if (view.openId) closeMessage({ note: "This message was deleted", history: "replace" });
