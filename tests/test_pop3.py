@@ -535,6 +535,19 @@ def test_an_idle_session_is_closed_and_a_busy_one_is_not(make_server: MakeServer
         assert idle.read_until_closed() == b"-ERR disconnected for inactivity\r\n"
 
 
+def test_a_session_closed_for_inactivity_lingers_and_a_stop_meanwhile_is_clean(
+    make_server: MakeServer,
+):
+    # The server half-closes and keeps reading for a moment, so a command sent
+    # as the timeout fires is not answered with a reset that eats the -ERR.
+    server = make_server(pop3_idle_timeout=1.0)
+    with Pop3Wire(server.pop3_address) as idle:  # greeted
+        time.sleep(1.2)
+        idle.send(b"NOOP\r\n")  # after the server's -ERR, unread by it
+        assert idle.read_until_closed() == b"-ERR disconnected for inactivity\r\n"
+        server.stop()  # while the session still waits for this client's FIN
+
+
 def test_retr_of_a_big_message_streams_without_holding_it_in_memory(server: Server):
     line = b"y" * 998 + b"\r\n"
     raw = message("big", line * 8000)  # 8 MB

@@ -211,6 +211,7 @@ class Pop3Connection(asyncio.Protocol):
         self._skipping = False  # dropping the rest of an over-long line
         self._reading_paused = False
         self._closed = False
+        self._lingering = False  # half-closed: nothing more may be written
         self._input = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -272,7 +273,7 @@ class Pop3Connection(asyncio.Protocol):
         return self._task
 
     def shut_down(self) -> None:
-        if self._transport is not None and not self._closed:
+        if self._transport is not None and not self._closed and not self._lingering:
             self._transport.write(REPLY_SHUTDOWN)
             self._transport.close()
         if self._task is not None:
@@ -446,6 +447,7 @@ class Pop3Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        self._lingering = True
         if transport.can_write_eof():  # not over TLS: the alert ends it there
             transport.write_eof()
         with contextlib.suppress(TimeoutError):
@@ -463,10 +465,11 @@ class Pop3Connection(asyncio.Protocol):
             self._transport.resume_reading()
 
     def _write(self, data: bytes) -> None:
-        if self._closed or self._transport is None or self._transport.is_closing():
+        transport = self._transport
+        if self._closed or self._lingering or transport is None or transport.is_closing():
             raise ConnectionResetError("the client has gone")
         if data:
-            self._transport.write(data)
+            transport.write(data)
 
     async def _drain(self) -> None:
         """Wait while the client is behind; a client that reads nothing for the idle
