@@ -15,12 +15,14 @@ import click
 from mailtrap import __version__
 from mailtrap.config import (
     Config,
+    GeneratedCertificate,
     normalize_webroot,
     parse_address,
     parse_duration,
     parse_list,
     parse_optional_address,
     parse_size,
+    parse_tls_file,
 )
 from mailtrap.errors import ConfigError, MailtrapError
 from mailtrap.ingest import Problem, dump, find_sources, load
@@ -65,6 +67,16 @@ class _TagRuleType(_Parsed):
 
 
 TAG_RULE = _TagRuleType("TAG[,TAG...]=SEARCH", parse_rule)
+
+
+def _tls_file(text: str) -> Path | GeneratedCertificate:
+    value = parse_tls_file(text)
+    if isinstance(value, Path) and not value.is_file():
+        raise ConfigError(f"file not found: {value}")
+    return value
+
+
+TLS_FILE = _Parsed("FILE|sans:NAME,...", _tls_file)
 
 
 def _at_least(minimum: float, ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -240,6 +252,21 @@ def main() -> None:
     type=WEBROOT,
     default="/",
     help="Serve the web inbox and API under this path (behind a reverse proxy).",
+)
+@option(
+    "--ui-tls-cert",
+    type=TLS_FILE,
+    default=None,
+    metavar="FILE|sans:NAME,...",
+    help="PEM certificate: serve the web inbox and API over HTTPS only "
+    "(sans:NAME,... makes a self-signed one at start; needs --ui-tls-key).",
+)
+@option(
+    "--ui-tls-key",
+    type=TLS_FILE,
+    default=None,
+    metavar="FILE|sans:NAME,...",
+    help="PEM private key of --ui-tls-cert (the same sans:NAME,... with a made one).",
 )
 @option(
     "--ui-auth-file",

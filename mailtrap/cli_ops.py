@@ -27,13 +27,25 @@ EX_TEMPFAIL = 75  # try again later: the server is away or answered 4xx
     help="HTTP address of the server; 'off' checks the database file instead.",
 )
 @option("--webroot", type=WEBROOT, default="/", help="The server's --webroot.")
+@option(
+    "--ui-tls-cert",
+    default=None,
+    metavar="FILE|sans:NAME,...",
+    help="The server's --ui-tls-cert: when set, HTTP is checked over HTTPS.",
+)
 @db_option
 @option("--check-timeout", type=click.FloatRange(min=0.1), default=5.0, help="Seconds per check.")
 def healthcheck(
-    smtp: Address, http: Address | None, webroot: str, db: Path | None, check_timeout: float
+    smtp: Address,
+    http: Address | None,
+    webroot: str,
+    ui_tls_cert: str | None,
+    db: Path | None,
+    check_timeout: float,
 ) -> None:
     """Exit 0 if the server's SMTP, HTTP and database answer (Docker's HEALTHCHECK)."""
-    found = problems(smtp, http, webroot=webroot, timeout=check_timeout)
+    tls = bool(ui_tls_cert)
+    found = problems(smtp, http, webroot=webroot, tls=tls, timeout=check_timeout)
     if http is None:
         found += _database_problem(db if db is not None else Config().db_path)
     for problem in found:

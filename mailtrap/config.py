@@ -60,6 +60,33 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _DURATION_UNITS[(match[2] or "s").lower()]
 
 
+SANS_PREFIX = "sans:"
+
+
+@dataclass(frozen=True)
+class GeneratedCertificate:
+    """Mailpit's ``sans:NAME,...``: a self-signed certificate made at start for these names."""
+
+    names: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return SANS_PREFIX + ",".join(self.names)
+
+
+def parse_tls_file(text: str) -> Path | GeneratedCertificate:
+    """A PEM file's path, or ``sans:NAME[,NAME...]`` (host names and IP addresses)."""
+    if not text.lower().startswith(SANS_PREFIX):
+        return Path(text)
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text[len(SANS_PREFIX) :].split(",")))
+    names = tuple(name for name in names if name)
+    if not names:
+        raise ConfigError(f"{text!r} names no host: expected sans:NAME[,NAME...]")
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9.:\-*_]+", name):
+            raise ConfigError(f"invalid name {name!r} in {text!r}: a host name or IP address")
+    return GeneratedCertificate(names)
+
+
 def default_db_path() -> Path:
     """Where mail is kept unless ``--db`` says otherwise: the user's data directory."""
     return Path(platformdirs.user_data_dir("mailtrap", appauthor=False)) / "mailtrap.db"
@@ -97,6 +124,8 @@ class Config:
     auth_failure_delay: float = 1.0  # the first delay; it doubles with each failure
     hostname: str = "mailtrap"
     webroot: str = "/"
+    ui_tls_cert: Path | GeneratedCertificate | None = None  # set: HTTPS instead of HTTP
+    ui_tls_key: Path | GeneratedCertificate | None = None
     ui_auth_file: Path | None = None
     api_cors: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
@@ -147,8 +176,13 @@ class Config:
     def smtp_tls_enabled(self) -> bool:
         return self.smtp_tls_self_signed or self.smtp_tls_cert is not None
 
+    @property
+    def ui_tls_enabled(self) -> bool:
+        return self.ui_tls_cert is not None
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` for settings that cannot work together."""
+        self._validate_ui_tls()
         if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
             raise ConfigError("--smtp-tls-cert and --smtp-tls-key must be given together")
         if self.smtp_tls_cert is not None and self.smtp_tls_self_signed:
@@ -209,6 +243,20 @@ class Config:
                 raise ConfigError(
                     f"--tags-disable {name!r}: expected plus-addresses or x-tags (comma-separated)"
                 )
+
+    def _validate_ui_tls(self) -> None:
+        cert, key = self.ui_tls_cert, self.ui_tls_key
+        if (cert is None) != (key is None):
+            raise ConfigError("--ui-tls-cert and --ui-tls-key must be given together")
+        generated = [isinstance(value, GeneratedCertificate) for value in (cert, key)]
+        if any(generated) and cert != key:
+            raise ConfigError(
+                "--ui-tls-cert and --ui-tls-key: sans: makes the certificate and its key, "
+                f"so both must be the same sans: list (got {cert} and {key})"
+            )
+        for flag, value in (("--ui-tls-cert", cert), ("--ui-tls-key", key)):
+            if isinstance(value, Path) and not value.is_file():
+                raise ConfigError(f"{flag}: file not found: {value}")
 
     def _validate_ops(self) -> None:
         if self.webhook_url is not None and not re.match(r"https?://[^/\s]+", self.webhook_url):

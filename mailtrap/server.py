@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from mailtrap.auth import Credentials, LoginGate
-from mailtrap.config import Address, Config
+from mailtrap.config import Address, Config, GeneratedCertificate
 from mailtrap.errors import ListenError
 from mailtrap.hooks.chaos import Chaos
 from mailtrap.hooks.webhook import Webhook
@@ -93,6 +93,7 @@ class Server:
         config.validate()
         credentials = Credentials(config.smtp_auth_file) if config.smtp_auth_file else None
         tls_context = self._tls_context()
+        ui_tls_context = self._ui_tls_context()
         settings = relay_config.load(config.relay_config) if config.relay_config else None
         # Imported here, as Flask is: importing mailtrap stays light (lxml, dkimpy...).
         from mailtrap.checks.service import Checks
@@ -147,7 +148,7 @@ class Server:
                 ).start()
             if config.http is not None:
                 try:
-                    self._start_http(config.http)
+                    self._start_http(config.http, ui_tls_context)
                 except OSError as error:
                     raise ListenError(
                         f"cannot listen for HTTP on {config.http}: {error.strerror}"
@@ -208,7 +209,7 @@ class Server:
             else:
                 self._pop3 = listener
 
-    def _start_http(self, address: Address) -> None:
+    def _start_http(self, address: Address, tls_context: ssl.SSLContext | None) -> None:
         # Imported here: a server without HTTP does not pay for Flask.
         from mailtrap.web.app import create_app, is_long_lived
         from mailtrap.web.http_server import HttpLimits, SelectorWSGIServer
@@ -224,7 +225,9 @@ class Server:
             max_streams=config.http_max_streams,
         )
         # Werkzeug's request handling behind a selector: no thread per idle or slow client.
-        self._http = SelectorWSGIServer(address.host, address.port, self.app, limits, is_long_lived)
+        self._http = SelectorWSGIServer(
+            address.host, address.port, self.app, limits, is_long_lived, tls=tls_context
+        )
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, name="mailtrap-http", daemon=True
         )
@@ -315,7 +318,8 @@ class Server:
         """The base URL of the web inbox, webroot included."""
         address = self.http_address
         host = f"[{address.host}]" if ":" in address.host else address.host
-        return f"http://{host}:{address.port}{self.config.webroot}"
+        scheme = "https" if self.config.ui_tls_enabled else "http"
+        return f"{scheme}://{host}:{address.port}{self.config.webroot}"
 
     def _tls_context(self) -> ssl.SSLContext | None:
         config = self.config
@@ -324,6 +328,19 @@ class Server:
         if config.smtp_tls_self_signed:
             return self_signed_context(config.hostname)
         return None
+
+    def _ui_tls_context(self) -> ssl.SSLContext | None:
+        """HTTPS for the web inbox and API: from files, or made now for Mailpit's ``sans:``."""
+        cert, key = self.config.ui_tls_cert, self.config.ui_tls_key
+        if isinstance(cert, GeneratedCertificate):
+            context = self_signed_context(cert.names[0], cert.names[1:])
+        elif cert is not None and key is not None:
+            assert not isinstance(key, GeneratedCertificate)  # validate() pairs them
+            context = server_context(cert, key)
+        else:
+            return None
+        context.set_alpn_protocols(["http/1.1"])  # no HTTP/2 here: say so before curl asks
+        return context
 
 
 def _bound_address(listener: asyncio.Server | None, name: str) -> Address:

@@ -20,6 +20,8 @@ from http import HTTPStatus
 
 from werkzeug.exceptions import RequestTimeout
 
+from mailtrap.web.http_tls import send_close_notify
+
 RECEIVE_SIZE = 65536
 
 
@@ -76,13 +78,16 @@ class Connection:
     """A client socket, the bytes received but not yet handled, and where they stop."""
 
     def __init__(self, sock: socket.socket, address: tuple[str, int], counts: ClientCounts | None):
-        self.sock = sock
+        self.sock = sock  # an ssl.SSLSocket once an HTTPS handshake has begun
         self.address = address
         self.buffer = bytearray()
         self.deadline = 0.0  # monotonic; what it bounds depends on the selector's phase
-        self.phase = "header"  # the selector's: "idle" (kept alive), "header" or "body"
+        # The selector's: "hello" (HTTPS, nothing received yet), "handshake", "idle"
+        # (kept alive), "header" or "body".
+        self.phase = "header"
         self.lingering = False  # answered and half-closed: the rest of its input is dropped
         self.unread_body = False  # answered, closing, and the client may still be sending
+        self.shared_tls = False  # a websocket's threads use the TLS layer: leave it to them
         self._counts = counts  # None: never counted (refused at accept)
         self._scanned = 0  # where the search for the end of the header block resumes
         self._header_end: int | None = None
@@ -133,10 +138,17 @@ class Connection:
         self._header_end = None
         return data
 
+    def half_close(self) -> None:
+        """End what we send (TLS first, then TCP) and go on reading."""
+        send_close_notify(self.sock)
+        self.sock.shutdown(socket.SHUT_WR)
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if not self.shared_tls:
+            send_close_notify(self.sock)
         with contextlib.suppress(OSError):  # the peer may have gone already
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()

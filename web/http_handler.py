@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import ssl
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from mailtrap.web.http_connection import (
     SocketWriter,
     error_response,
 )
+from mailtrap.web.http_tls import SharedTlsSocket
 
 if TYPE_CHECKING:
     from mailtrap.web.http_server import SelectorWSGIServer
@@ -130,7 +132,7 @@ class RequestHandler(WSGIRequestHandler):
         self._framed = False
         self.rfile = self._body  # type: ignore[assignment]  # make_environ's wsgi.input
         self._in_app = True
-        self._websocket_socket: socket.socket | None = None
+        self._websocket_socket: socket.socket | SharedTlsSocket | None = None
         try:
             super().run_wsgi()
         finally:
@@ -152,10 +154,19 @@ class RequestHandler(WSGIRequestHandler):
             # simple-websocket closes the socket it is given when the session
             # ends, and Werkzeug then writes the route's empty response: to a
             # duplicate of ours, as it was to Werkzeug's own server's file object.
-            environ["werkzeug.socket"] = self._websocket_socket = self.connection.dup()
+            environ["werkzeug.socket"] = self._websocket_socket = self._websocket_view()
         if isinstance(environ["wsgi.input"], DechunkedInput):
             environ["wsgi.input"] = _Dechunked(self._body)
         return environ
+
+    def _websocket_view(self) -> socket.socket | SharedTlsSocket:
+        """The socket a websocket session reads and writes, and may close."""
+        sock = self.connection
+        if isinstance(sock, ssl.SSLSocket):
+            # A dup() of the descriptor would skip the TLS layer; share that instead.
+            self.request.shared_tls = True
+            return SharedTlsSocket(sock, self.reader.send_timeout)
+        return sock.dup()
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self._status = code

@@ -10,6 +10,10 @@ goes back to the selector between requests. Workers are bounded: ``workers`` for
 ordinary requests, and ``max_streams`` more for websockets and long polls, which
 leave the ordinary count when they start so they cannot starve it. Connections
 are capped in total and per client address; over a cap, a client gets ``503``.
+
+With a TLS context the same port speaks HTTPS only: the selector thread also
+does each TLS handshake, step by step without blocking, under the header
+deadline (:mod:`mailtrap.web.http_tls`); a plain HTTP request gets a ``400``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import itertools
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -32,6 +37,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, select_address_family
 
+from mailtrap.web import http_tls
 from mailtrap.web.http_connection import RECEIVE_SIZE, ClientCounts, Connection, error_response
 from mailtrap.web.http_handler import RequestHandler
 
@@ -194,7 +200,8 @@ class SelectorWSGIServer(BaseWSGIServer):
     """Serves ``app`` on ``host:port`` (0: a free port, read back as ``port``).
 
     ``is_long_lived(target, headers)`` says which requests (websockets, long
-    polls) count against ``max_streams`` instead of ``workers``. Run
+    polls) count against ``max_streams`` instead of ``workers``. ``tls``, a
+    server context, makes it an HTTPS server. Run
     :meth:`serve_forever` in a thread; :meth:`shutdown` stops it, then
     :meth:`close` waits for requests in flight and releases the sockets.
     """
@@ -208,6 +215,7 @@ class SelectorWSGIServer(BaseWSGIServer):
         app: Any,
         limits: HttpLimits,
         is_long_lived: Callable[[str, Message], bool],
+        tls: ssl.SSLContext | None = None,
     ):
         # Bound here rather than by Werkzeug, which exits the process on a bind error.
         family = select_address_family(host, port)
@@ -217,6 +225,8 @@ class SelectorWSGIServer(BaseWSGIServer):
         finally:
             listener.close()
         self.socket.setblocking(False)
+        # Werkzeug reads it for wsgi.url_scheme; the socket is wrapped per connection here.
+        self.ssl_context = tls
         self.limits = limits
         self.is_long_lived = is_long_lived
         self.pool = WorkerPool(self._serve_connection, limits.workers, limits.max_streams)
@@ -261,7 +271,7 @@ class SelectorWSGIServer(BaseWSGIServer):
                 self._take_returned()
             else:
                 assert isinstance(target, Connection)
-                self._receive(target)
+                self._on_ready(target)
         except Exception:
             log.exception("HTTP: error handling a connection event")
             if isinstance(target, Connection):
@@ -293,28 +303,103 @@ class SelectorWSGIServer(BaseWSGIServer):
                 address[0], limits.max_connections_per_ip, limits.max_connections
             )
             connection = Connection(sock, address, None if refusal else self.counts)
+            if refusal and self.ssl_context is not None:
+                # A 503 would first need a handshake, at the cost the cap is there to bound.
+                log.warning("HTTPS connection from %s refused: %s", address[0], refusal)
+                connection.close()
+                continue
+            if self.ssl_context is not None:
+                connection.phase = "hello"
             self._register(connection, now + limits.header_timeout)
             if refusal:
                 log.warning("HTTP connection from %s refused: %s", address[0], refusal)
                 self._answer(connection, HTTPStatus.SERVICE_UNAVAILABLE, refusal)
 
-    def _receive(self, connection: Connection) -> None:
+    def _on_ready(self, connection: Connection) -> None:
+        if connection.phase == "hello":
+            self._start_tls(connection)
+        elif connection.phase == "handshake":
+            self._handshake(connection)
+        else:
+            self._receive(connection)
+
+    def _start_tls(self, connection: Connection) -> None:
+        """Wrap the connection in TLS once its first byte says it is TLS; else answer 400."""
+        assert self.ssl_context is not None
         try:
-            data = connection.sock.recv(RECEIVE_SIZE)
+            first = connection.sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
+            first = b""
+        if not first:
             self._drop(connection)
             return
-        if connection.lingering:
-            return  # an answered client's leftovers
-        if connection.phase == "idle":  # the next request on a kept-alive connection begins
+        if first[0] != http_tls.TLS_HANDSHAKE_RECORD:
             connection.phase = "header"
-            self._set_deadline(connection, time.monotonic() + self.limits.header_timeout)
-        connection.buffer += data
-        self._examine(connection)
+            log.info("HTTP client %s: plain HTTP on the HTTPS port", connection.ip)
+            message = "this port speaks HTTPS only: use an https:// URL"
+            self._answer(connection, HTTPStatus.BAD_REQUEST, message)
+            return
+        self._selector.unregister(connection.sock)  # wrapping takes over its file descriptor
+        connection.sock = http_tls.wrap(connection.sock, self.ssl_context)
+        connection.phase = "handshake"
+        self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+        self._handshake(connection)
+
+    def _handshake(self, connection: Connection) -> None:
+        sock = connection.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            waiting_for = http_tls.handshake_step(sock)
+        except OSError as error:  # ssl.SSLError included
+            reason = getattr(error, "reason", None) or error.strerror or error
+            log.info("HTTPS client %s: TLS handshake failed (%s)", connection.ip, reason)
+            self._drop(connection)
+            return
+        if waiting_for:
+            self._listen_for(connection, waiting_for)
+            return
+        connection.phase = "header"
+        self._listen_for(connection, selectors.EVENT_READ)
+        self._receive(connection)  # the request may have come with the handshake's last flight
+
+    def _listen_for(self, connection: Connection, events: int) -> None:
+        if self._selector.get_key(connection.sock).events != events:
+            self._selector.modify(connection.sock, events, connection)
+
+    def _receive(self, connection: Connection) -> None:
+        while True:
+            try:
+                data = connection.sock.recv(RECEIVE_SIZE)
+            except ssl.SSLWantReadError:
+                self._listen_for(connection, selectors.EVENT_READ)
+                return
+            except ssl.SSLWantWriteError:  # TLS may need to send before it can read
+                self._listen_for(connection, selectors.EVENT_WRITE)
+                return
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(connection)
+                return
+            if connection.lingering:
+                return  # an answered client's leftovers
+            if connection.phase == "idle":  # the next request on a kept-alive connection begins
+                connection.phase = "header"
+                self._set_deadline(connection, time.monotonic() + self.limits.header_timeout)
+            connection.buffer += data
+            self._examine(connection)
+            # Bytes OpenSSL decrypted but did not return raise no selector event: read on.
+            if not self._still_reading(connection):
+                return
+
+    def _still_reading(self, connection: Connection) -> bool:
+        """Whether the selector still buffers this connection and OpenSSL holds more of it."""
+        waiting = connection in self._waiting and not connection.lingering
+        return waiting and http_tls.pending(connection.sock) > 0
 
     def _examine(self, connection: Connection) -> None:
         """Hand the connection to a worker once its request is whole; 431 when too large."""
@@ -345,7 +430,10 @@ class SelectorWSGIServer(BaseWSGIServer):
             deadline, _, connection = heapq.heappop(self._deadlines)
             if connection not in self._waiting or connection.deadline != deadline:
                 continue  # a stale entry: the connection moved on
-            if connection.lingering or not connection.buffer:
+            if connection.phase in ("hello", "handshake"):
+                log.info("HTTPS client %s: TLS handshake not completed in time", connection.ip)
+                self._drop(connection)
+            elif connection.lingering or not connection.buffer:
                 self._drop(connection)  # idle, or answered: close quietly
             else:
                 what = "request body" if connection.phase == "body" else "request header"
@@ -386,7 +474,7 @@ class SelectorWSGIServer(BaseWSGIServer):
     def _linger(self, connection: Connection, seconds: float) -> None:
         """Half-close and drop what the client still sends, so it reads our answer, not a reset."""
         try:
-            connection.sock.shutdown(socket.SHUT_WR)
+            connection.half_close()
         except OSError:
             self._drop(connection)
             return
@@ -427,6 +515,8 @@ class SelectorWSGIServer(BaseWSGIServer):
             else:
                 connection.phase = "idle"
                 self._register(connection, now + self.limits.keepalive_timeout)
+            if self._still_reading(connection):
+                self._receive(connection)
 
     # Worker threads -----------------------------------------------------------
 
