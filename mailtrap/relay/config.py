@@ -16,6 +16,7 @@ from typing import Any
 
 from mailtrap.config import parse_duration
 from mailtrap.errors import ConfigError
+from mailtrap.relay.addresses import normalize_domain, parse_mailbox
 from mailtrap.search import Search, SearchSyntaxError, parse
 
 MODES = ("mx", "smarthost")
@@ -30,27 +31,10 @@ class RelayConfigError(ConfigError):
 def normalize_address(address: str) -> str:
     """``Local@Domain`` as compared: both parts lower case, the domain in IDNA (ASCII) form.
 
-    Raises ValueError for anything that is not one ``local@domain``.
+    Raises ValueError for anything that is not one plain ``local@domain``
+    (:func:`mailtrap.relay.addresses.parse_mailbox`).
     """
-    local, at, domain = address.strip().rpartition("@")
-    if not at or not local or not domain or any(c in address for c in " \t\r\n<>,"):
-        raise ValueError(f"not an e-mail address: {address!r}")
-    return f"{local.lower()}@{normalize_domain(domain)}"
-
-
-def normalize_domain(domain: str) -> str:
-    """A domain in lower-case IDNA form, without a trailing dot; ValueError if it is not one."""
-    name = domain.strip().rstrip(".")
-    try:
-        ascii_name = name.encode("idna").decode("ascii").lower()
-    except UnicodeError as error:
-        raise ValueError(f"not a domain name: {domain!r}") from error
-    labels = ascii_name.split(".")
-    if not name or any(not label or len(label) > 63 for label in labels) or len(ascii_name) > 253:
-        raise ValueError(f"not a domain name: {domain!r}")
-    if not all(c.isalnum() or c in "-_" for label in labels for c in label):
-        raise ValueError(f"not a domain name: {domain!r}")
-    return ascii_name
+    return parse_mailbox(address.strip()).key
 
 
 @dataclass(frozen=True)
@@ -66,10 +50,10 @@ class RecipientPolicy:
     def refusal(self, address: str) -> str | None:
         """Why ``address`` may not be relayed to, or None if it may."""
         try:
-            normalized = normalize_address(address)
-        except ValueError:
-            return "not a valid address"
-        domain = normalized.rpartition("@")[2]
+            mailbox = parse_mailbox(address)
+        except ValueError as error:
+            return str(error).partition(":")[0]
+        normalized, domain = mailbox.key, mailbox.domain
         if normalized in self.blocked_addresses or domain in self.blocked_domains:
             return "on the blocklist"
         if self.allow_any or normalized in self.addresses or domain in self.domains:

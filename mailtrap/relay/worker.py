@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from mailtrap.errors import MailtrapError, MessageNotFound
 from mailtrap.relay import queue
+from mailtrap.relay.addresses import Mailbox, parse_mailbox
 from mailtrap.relay.client import Client, Connection, Envelope
-from mailtrap.relay.config import RelaySettings, Rule, normalize_domain
+from mailtrap.relay.config import RelaySettings, Rule
 from mailtrap.relay.mx import Host, Lookup, dns_lookup, route
 from mailtrap.relay.plan import (
     FAIL,
@@ -49,10 +50,14 @@ DUE_BATCH = 200  # deliveries taken from the queue per scheduler pass
 HOLD_AFTER_ERROR = 30.0  # seconds a delivery rests after an error of ours (not the remote's)
 
 
-def delivery_address(address: str) -> str:
-    """The address to send to: the local part as given, the domain in IDNA form."""
-    local, _, domain = address.strip().rpartition("@")
-    return f"{local}@{normalize_domain(domain)}"
+def delivery_addresses(addresses: Iterable[str]) -> list[str]:
+    """The addresses to send to (checked already), each mailbox once: the local part as
+    given, the domain in IDNA form; ``A@x`` and ``a@x`` are one recipient, as compared."""
+    first: dict[str, Mailbox] = {}
+    for address in addresses:
+        mailbox = parse_mailbox(address)
+        first.setdefault(mailbox.key, mailbox)
+    return [str(mailbox) for mailbox in first.values()]
 
 
 class RelayService:
@@ -128,7 +133,7 @@ class RelayService:
 
     def release(self, message_id: str, recipients: list[str]) -> list[int]:
         """Queue ``message_id`` for ``recipients`` (already checked); returns the row IDs."""
-        addresses = list(dict.fromkeys(delivery_address(r) for r in recipients))
+        addresses = delivery_addresses(recipients)
         ids = self._write(
             "enqueue", [(message_id, addresses, "release")], self.settings.sender, time.time()
         )
@@ -310,17 +315,18 @@ class RelayService:
         relayed: list[str] = []
         if any(self._matches(rule, seq) for rule in self.settings.auto_relay):
             refused = self.refusals(rcpt_tos)
-            relayed = list(dict.fromkeys(delivery_address(r) for r in rcpt_tos if r not in refused))
+            relayed = delivery_addresses(r for r in rcpt_tos if r not in refused)
             for recipient, reason in refused.items():
                 log.info("auto-relay of %s skips %s: %s", message_id, recipient, reason)
             if relayed:
                 chosen.append((message_id, relayed, "auto"))
+        relayed_keys = {parse_mailbox(address).key for address in relayed}
         forwarded = [
-            address
+            address  # in compared form already (the config normalised it)
             for rule in self.settings.forward
             if self._matches(rule, seq)
             for address in rule.to
-            if address not in relayed
+            if address not in relayed_keys
         ]
         if forwarded:
             chosen.append((message_id, list(dict.fromkeys(forwarded)), "forward"))

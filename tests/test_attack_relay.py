@@ -1,0 +1,113 @@
+"""Relay attacked as an adversary (or a careless user) would: every way mail could leave by mistake.
+
+Real servers throughout: an aiosmtpd smarthost or MX on loopback, the dnslib
+zone of conftest, Mailtrap's own SMTP and HTTP. Each test names the hole it
+closes; without the fix beside it, it fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from api_client import Api, plain, send
+from relay_helpers import settled, wait_relay, write_config
+from smtp_receiver import Receiver
+
+from mailtrap.relay.addresses import normalize_domain, parse_mailbox
+from mailtrap.relay.config import RecipientPolicy
+
+FAST_RETRY = """
+[retry]
+first_delay = "0.2s"
+max_delay = "0.4s"
+lifetime = "2s"
+"""
+
+
+def smarthost_config(port: int, *extra: str, allowed: str = '["allowed.test"]') -> str:
+    lines = ['mode = "smarthost"', f"allowed_recipients = {allowed}", 'timeout = "5s"', *extra]
+    return "\n".join([*lines, "[smarthost]", 'host = "127.0.0.1"', f"port = {port}"]) + (
+        '\ntls = "none"\n' + FAST_RETRY
+    )
+
+
+@pytest.fixture
+def smarthost() -> Iterator[Receiver]:
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()
+
+
+# Each is one string a parser may read another mailbox out of than the one the
+# allowlist saw, or that could end the RCPT command early.
+HOSTILE_RECIPIENTS = [
+    '"evil@attacker.test\\"@allowed.test',  # email.utils reads evil@attacker.test
+    '"evil@attacker.test"@allowed.test',
+    "evil%attacker.test@allowed.test",
+    "attacker.test!evil@allowed.test",
+    "@attacker.test:evil@allowed.test",
+    "evil@attacker.test@allowed.test",
+    "evil@[127.0.0.1]",
+    "evil@127.0.0.1",
+    "a@allowed.test\x00",
+    "a@allowed.test\rRCPT TO:<evil@attacker.test>",
+    "x" * 65 + "@allowed.test",
+]
+
+
+def test_release_refuses_every_address_another_parser_could_read_differently(
+    make_server, tmp_path, smarthost
+):
+    config = smarthost_config(smarthost.port)
+    server = make_server(relay_config=write_config(tmp_path, config))
+    message_id = send(server, plain("hostile"))
+    api = Api(server)
+    for recipient in HOSTILE_RECIPIENTS:
+        reply = api.request("POST", f"/api/v1/message/{message_id}/release", {"To": [recipient]})
+        assert reply.status == 400, (recipient, reply.body)
+        assert "refused" in reply.error or "Invalid" in reply.error, reply.error
+
+    # The one plain address goes out as the allowlist compared it, once.
+    api.ok(
+        "POST",
+        f"/api/v1/message/{message_id}/release",
+        {"To": ["QA@Allowed.Test.", "qa@allowed.test"]},
+    )
+    deliveries = wait_relay(server, message_id, settled)
+    assert [d["State"] for d in deliveries] == ["sent"]
+    assert smarthost.rcpt_seen == ["QA@allowed.test"]
+
+
+def test_a_queued_row_is_checked_again_right_before_rcpt(make_server, tmp_path, smarthost):
+    # A row queued before this check existed, or by any path but the API's, must
+    # not reach smtplib's quoteaddr, which would send RCPT TO:<evil@attacker.test>.
+    server = make_server(relay_config=write_config(tmp_path, smarthost_config(smarthost.port)))
+    message_id = send(server, plain("queued"))
+    hostile = 'evil@attacker.test"@allowed.test'
+    server.store.relay_write(
+        "enqueue", [(message_id, [hostile, "ok@allowed.test"], "release")], None, time.time()
+    ).result()
+    send(server, plain("wakes the relay"))
+    deliveries = wait_relay(server, message_id, settled)
+    assert {d["Recipient"]: d["State"] for d in deliveries} == {
+        hostile: "failed",
+        "ok@allowed.test": "sent",
+    }
+    assert smarthost.rcpt_seen == ["ok@allowed.test"]
+
+
+def test_unicode_domains_are_idna_2008_so_an_allowlist_never_means_another_domain():
+    # IDNA 2003 (Python's "idna" codec) maps ß to ss: straße.de would become the
+    # unrelated domain strasse.de, both in the allowlist and as the RCPT domain.
+    assert normalize_domain("Straße.DE.") == "xn--strae-oqa.de"
+    assert str(parse_mailbox("Anna@\uff42\u00fccher.example")) == "Anna@xn--bcher-kva.example"
+    german = RecipientPolicy(domains=frozenset({normalize_domain("straße.de")}))
+    assert german.refusal("x@strasse.de") == "not on the allowlist"
+    assert german.refusal("x@xn--strae-oqa.de") is None
+    other = RecipientPolicy(domains=frozenset({"strasse.de"}))
+    assert other.refusal("x@straße.de") == "not on the allowlist"
+    for bad in ("a@exa_mple..test", "a@-x.test", "a@x.123", "a@[::1]"):
+        with pytest.raises(ValueError):
+            parse_mailbox(bad)
