@@ -7,6 +7,7 @@ closes; without the fix beside it, it fails.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ from api_client import Api, plain, send
 from relay_helpers import settled, wait_relay, write_config
 from smtp_receiver import Receiver
 
+from mailtrap.config import Address
 from mailtrap.relay.addresses import normalize_domain, parse_mailbox
 from mailtrap.relay.config import RecipientPolicy
 
@@ -111,3 +113,33 @@ def test_unicode_domains_are_idna_2008_so_an_allowlist_never_means_another_domai
     for bad in ("a@exa_mple..test", "a@-x.test", "a@x.123", "a@[::1]"):
         with pytest.raises(ValueError):
             parse_mailbox(bad)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server whose own config must name its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_forwarding_to_our_own_smtp_port_does_not_loop(make_server, tmp_path):
+    # The careless setup: the smarthost is Mailtrap's own SMTP port, and every
+    # message with "loop" in its subject is forwarded: each copy comes back.
+    port = free_port()
+    config = smarthost_config(
+        port, "[[forward]]", 'to = ["qa@allowed.test"]', 'query = "subject:loop"'
+    )
+    server = make_server(
+        relay_config=write_config(tmp_path, config), smtp=Address("127.0.0.1", port)
+    )
+    original = send(server, plain("loop 1"))
+    wait_relay(server, original, settled)  # sent: the copy is captured (its 250 came after commit)
+    [copy] = [i for i in server.store.ids() if i != original]
+    assert b"(Mailtrap relay)" in server.store.raw(copy)
+
+    # Rules look at messages in order, so once a later message is chosen the copy
+    # has been judged: it must not have been forwarded again.
+    later = send(server, plain("loop 2"))
+    wait_relay(server, later, bool)
+    assert server.relay.deliveries(copy) == []
+    assert [d["Recipient"] for d in server.relay.deliveries(later)] == ["qa@allowed.test"]

@@ -27,12 +27,14 @@ from mailtrap.relay.config import RelaySettings, Rule
 from mailtrap.relay.mx import Host, Lookup, dns_lookup, route
 from mailtrap.relay.plan import (
     FAIL,
+    LOOP_CHECK_BYTES,
     RETRY,
     Outcome,
     Transaction,
     new_message_id,
     next_attempt,
     received_field,
+    relayed_by_us,
     relayed_message,
     transactions,
 )
@@ -312,6 +314,13 @@ class RelayService:
         self, seq: int, message_id: str, rcpt_tos: list[str]
     ) -> list[tuple[str, list[str], str]]:
         chosen: list[tuple[str, list[str], str]] = []
+        if self._came_back(seq):
+            log.warning(
+                "relay: %s carries our own Received field (it was relayed here by this "
+                "server): auto-relay and forwarding skip it, or they would loop",
+                message_id,
+            )
+            return chosen
         relayed: list[str] = []
         if any(self._matches(rule, seq) for rule in self.settings.auto_relay):
             refused = self.refusals(rcpt_tos)
@@ -331,6 +340,12 @@ class RelayService:
         if forwarded:
             chosen.append((message_id, list(dict.fromkeys(forwarded)), "forward"))
         return chosen
+
+    def _came_back(self, seq: int) -> bool:
+        row = self.store.reader.execute(
+            "SELECT substr(data, 1, ?) FROM raw WHERE seq = ?", [LOOP_CHECK_BYTES, seq]
+        ).fetchone()
+        return row is not None and relayed_by_us(bytes(row[0]), self.helo)
 
     def _matches(self, rule: Rule, seq: int) -> bool:
         if rule.search is None:
