@@ -18,7 +18,7 @@ from smtp_receiver import Receiver
 
 from mailtrap.config import Address
 from mailtrap.relay.addresses import normalize_domain, parse_mailbox
-from mailtrap.relay.config import RecipientPolicy
+from mailtrap.relay.config import RecipientPolicy, RelayConfigError, load
 
 FAST_RETRY = """
 [retry]
@@ -143,3 +143,37 @@ def test_forwarding_to_our_own_smtp_port_does_not_loop(make_server, tmp_path):
     wait_relay(server, later, bool)
     assert server.relay.deliveries(copy) == []
     assert [d["Recipient"] for d in server.relay.deliveries(later)] == ["qa@allowed.test"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[retry]\nfirst_delay = nan", "retry.first_delay must be positive"),
+        ("[retry]\nlifetime = inf", "retry.lifetime must be positive"),
+        ("timeout = 1e300", "timeout must be positive and at most 365 days"),
+        ('dns_timeout = "-5s"', "dns_timeout"),
+        ('helo = "relay.test\\r\\nRCPT TO:<evil@attacker.test>"', "helo: not a domain name"),
+        ('helo = "[127.0.0.1]"', "helo: not a domain name"),
+    ],
+)
+def test_bad_values_stop_start_up_naming_the_key(tmp_path, text, message):
+    path = write_config(tmp_path, 'allowed_recipients = ["allowed.test"]\n' + text + "\n")
+    with pytest.raises(RelayConfigError) as raised:
+        load(path)
+    assert message in str(raised.value)
+
+
+def test_a_password_of_the_wrong_type_is_not_echoed(tmp_path):
+    config = smarthost_config(25).replace(
+        'tls = "none"', 'tls = "tls"\nauth = "plain"\nusername = "u"\npassword = 31415926535'
+    )
+    with pytest.raises(RelayConfigError) as raised:
+        load(write_config(tmp_path, config))
+    assert "smarthost.password must be a string" in str(raised.value)
+    assert "31415926535" not in str(raised.value)
+
+
+def test_a_hostname_that_is_no_host_name_is_refused_as_the_helo(make_server, tmp_path):
+    path = write_config(tmp_path, smarthost_config(25))
+    with pytest.raises(RelayConfigError, match="set helo"):
+        make_server(relay_config=path, hostname="mailtrap\r\nRCPT TO:<evil@attacker.test>")

@@ -23,7 +23,7 @@ from mailtrap.errors import MailtrapError, MessageNotFound
 from mailtrap.relay import queue
 from mailtrap.relay.addresses import Mailbox, parse_mailbox
 from mailtrap.relay.client import Client, Connection, Envelope
-from mailtrap.relay.config import RelaySettings, Rule
+from mailtrap.relay.config import RelayConfigError, RelaySettings, Rule, check_helo
 from mailtrap.relay.mx import Host, Lookup, dns_lookup, route
 from mailtrap.relay.plan import (
     FAIL,
@@ -77,6 +77,13 @@ class RelayService:
         self.store = store
         self.settings = settings
         self.helo = settings.helo or hostname
+        try:
+            check_helo(self.helo)
+        except ValueError:
+            raise RelayConfigError(
+                f"--hostname {hostname!r} is no host name to greet remote servers with; "
+                'set helo = "..." in the relay config'
+            ) from None
         self._lookup = lookup or dns_lookup(resolver)
         self._rng = random.Random()
         self._client = Client()
