@@ -19,6 +19,7 @@ from smtp_receiver import Receiver
 from mailtrap.config import Address
 from mailtrap.relay.addresses import normalize_domain, parse_mailbox
 from mailtrap.relay.config import RecipientPolicy, RelayConfigError, load
+from mailtrap.tls import self_signed_pem
 
 FAST_RETRY = """
 [retry]
@@ -177,3 +178,24 @@ def test_a_hostname_that_is_no_host_name_is_refused_as_the_helo(make_server, tmp
     path = write_config(tmp_path, smarthost_config(25))
     with pytest.raises(RelayConfigError, match="set helo"):
         make_server(relay_config=path, hostname="mailtrap\r\nRCPT TO:<evil@attacker.test>")
+
+
+def test_an_error_of_ours_counts_as_an_attempt_and_the_lifetime_ends_it(
+    make_server, tmp_path, smarthost
+):
+    # The CA file vanishes after start: every attempt raises before connecting.
+    # It used to rest 30 s and start over, never counted, never given up.
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(self_signed_pem("smarthost.test")[0])
+    config = smarthost_config(smarthost.port).replace(
+        'tls = "none"', f'tls = "starttls"\nca_file = "{ca_file}"'
+    )
+    server = make_server(relay_config=write_config(tmp_path, config))
+    ca_file.unlink()
+    message_id = send(server, plain("no CA"))
+    Api(server).ok("POST", f"/api/v1/message/{message_id}/release", {"To": ["a@allowed.test"]})
+    [delivery] = wait_relay(server, message_id, settled)
+    assert delivery["State"] == "failed"
+    assert delivery["Reply"].startswith("gave up after the retry lifetime; last: error in Mailtrap")
+    assert delivery["Attempts"] >= 2
+    assert smarthost.connections == 0

@@ -149,12 +149,16 @@ def record(
     conn: sqlite3.Connection,
     outcomes: list[tuple[int, str, str, str, float | None]],
     now: float,
+    unsent_only: bool = False,
 ) -> list[str]:
     """Write attempts' outcomes: (row ID, plan state, reply, host, next attempt or None).
 
     A retry without a next attempt has run out of lifetime and fails. A row
-    already sent or failed is never changed back. Returns the message IDs touched.
+    already sent or failed is never changed back; with ``unsent_only`` (an
+    attempt that broke off, who knows where) neither is one being sent.
+    Returns the message IDs touched.
     """
+    states = "('queued', 'retrying')" if unsent_only else "('queued', 'retrying', 'sending')"
     touched: list[str] = []
     for delivery_id, state, reply, host, when in outcomes:
         final = _STATES[state]
@@ -163,7 +167,7 @@ def record(
         cursor = conn.execute(
             "UPDATE relay_deliveries SET state = ?, reply = ?, remote_host = ?, "
             "next_attempt = ?, attempts = attempts + 1, updated = ? "
-            "WHERE id = ? AND state IN ('queued', 'retrying', 'sending') RETURNING message_id",
+            f"WHERE id = ? AND state IN {states} RETURNING message_id",
             [final, reply, host, when if final == RETRYING else None, now, delivery_id],
         )
         touched += [row[0] for row in cursor]

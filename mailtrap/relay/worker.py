@@ -223,10 +223,18 @@ class RelayService:
         try:
             outcomes = self._attempt(transaction)
             self._record(transaction, outcomes)
-        except Exception:
+        except Exception as error:
             log.exception("relay of %s failed", transaction.message_id)
-            with self._wake:
-                self._held.update(dict.fromkeys(ids, time.time() + HOLD_AFTER_ERROR))
+            # An attempt like any other: counted, retried with backoff, given up
+            # after the lifetime, rather than tried every 30 s for ever.
+            reason = f"error in Mailtrap: {type(error).__name__}: {error}"[:500]
+            try:
+                broken = dict.fromkeys(ids, Outcome(RETRY, reason))
+                self._record(transaction, broken, unsent_only=True)
+            except Exception:
+                log.exception("relay of %s: cannot record the failure", transaction.message_id)
+                with self._wake:
+                    self._held.update(dict.fromkeys(ids, time.time() + HOLD_AFTER_ERROR))
         finally:
             with self._wake:
                 self._busy.difference_update(ids)
@@ -270,7 +278,9 @@ class RelayService:
             return []
         return self._write("start_sending", ids, time.time())
 
-    def _record(self, transaction: Transaction, outcomes: dict[int, Outcome]) -> None:
+    def _record(
+        self, transaction: Transaction, outcomes: dict[int, Outcome], unsent_only: bool = False
+    ) -> None:
         now = time.time()
         rows = []
         for delivery in transaction.deliveries:
@@ -288,7 +298,7 @@ class RelayService:
                 outcome.state, outcome.reply,
             )  # fmt: skip
         if rows:
-            self._announce(self._write("record", rows, now))
+            self._announce(self._write("record", rows, now, unsent_only))
 
     # -- auto-relay and forwarding ------------------------------------------------------------
 
