@@ -19,6 +19,8 @@ from smtp_receiver import Receiver
 from mailtrap.config import Address
 from mailtrap.relay.addresses import normalize_domain, parse_mailbox
 from mailtrap.relay.config import RecipientPolicy, RelayConfigError, load
+from mailtrap.relay.mx import dns_lookup, route
+from mailtrap.resolver import make_resolver
 from mailtrap.tls import self_signed_pem
 
 FAST_RETRY = """
@@ -199,3 +201,20 @@ def test_an_error_of_ours_counts_as_an_attempt_and_the_lifetime_ends_it(
     assert delivery["Reply"].startswith("gave up after the retry lifetime; last: error in Mailtrap")
     assert delivery["Attempts"] >= 2
     assert smarthost.connections == 0
+
+
+def test_ipv6_addresses_that_lead_to_loopback_or_private_ipv4_are_refused_mx_targets(dns_zone):
+    zone, address = dns_zone
+    zone.add(
+        """
+        tunnel.test. 60 IN MX 10 mx.tunnel.test.
+        mx.tunnel.test. 60 IN AAAA 2002:7f00:1::1
+        mx.tunnel.test. 60 IN AAAA 64:ff9b::a00:1
+        mx.tunnel.test. 60 IN AAAA ::7f00:1
+        mx.tunnel.test. 60 IN AAAA fec0::1
+        mx.tunnel.test. 60 IN AAAA ::ffff:c0a8:101
+        """
+    )
+    found = route("tunnel.test", dns_lookup(make_resolver(address, 2.0)))
+    assert (found.hosts, found.permanent) == ((), True)
+    assert found.error.count("mx.tunnel.test (") == 5, found.error
