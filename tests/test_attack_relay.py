@@ -8,12 +8,13 @@ closes; without the fix beside it, it fails.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from api_client import Api, plain, send
-from relay_helpers import settled, wait_relay, write_config
+from relay_helpers import mx_config, settled, start_relay, wait_relay, write_config
 from smtp_receiver import Receiver
 
 from mailtrap.config import Address
@@ -218,3 +219,34 @@ def test_ipv6_addresses_that_lead_to_loopback_or_private_ipv4_are_refused_mx_tar
     found = route("tunnel.test", dns_lookup(make_resolver(address, 2.0)))
     assert (found.hosts, found.permanent) == ((), True)
     assert found.error.count("mx.tunnel.test (") == 5, found.error
+
+
+def test_a_stalling_domain_cannot_take_every_slot(make_server, tmp_path, dns_zone):
+    # other.test's MX holds the end of DATA; example.test's answers at once.
+    # With two slots, four queued transactions to other.test used to fill both.
+    _zone, dns = dns_zone
+    fast = Receiver("127.0.0.2").start()
+    slow = Receiver("127.0.0.3", fast.port)
+    slow.hold = threading.Event()
+    slow.start()
+    try:
+        config = mx_config(fast.port, "concurrency = 2").replace(
+            'timeout = "5s"', 'timeout = "30s"'
+        )
+        server = start_relay(make_server, tmp_path, dns, config)
+        api = Api(server)
+        stalled = [send(server, plain(f"slow {n}")) for n in range(4)]
+        for message_id in stalled:
+            api.ok("POST", f"/api/v1/message/{message_id}/release", {"To": ["a@other.test"]})
+        assert slow.data_started.wait(10)
+        quick = send(server, plain("quick"))
+        api.ok("POST", f"/api/v1/message/{quick}/release", {"To": ["a@example.test"]})
+
+        assert [m.rcpt_tos for m in fast.wait_for(1)] == [["a@example.test"]]
+        assert len(slow.received) == 1  # the others wait their turn, not a slot each
+        slow.hold.set()
+        for message_id in stalled:
+            assert wait_relay(server, message_id, settled)[0]["State"] == "sent"
+    finally:
+        slow.stop()
+        fast.stop()

@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,10 @@ class RelayService:
         self._busy: set[int] = set()  # deliveries in a transaction now
         self._held: dict[int, float] = {}  # deliveries resting after an error of ours
         self._running = 0  # transactions handed to the pool and not finished
+        # Of those, per domain; one domain gets half the slots at most, so a slow
+        # or stalling one cannot hold up every other (Postfix's per-destination limit).
+        self._per_domain: Counter[str] = Counter()
+        self._domain_cap = max(1, settings.concurrency // 2)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -197,13 +202,20 @@ class RelayService:
             self._held = {key: until for key, until in self._held.items() if until > now}
             resting = self._busy | set(self._held)
             free = self.settings.concurrency * 2 - self._running
+            full = self._full_domains()
         if free > 0:
-            due = queue.due(self.store.reader, now, DUE_BATCH, resting)
+            due = queue.due(self.store.reader, now, DUE_BATCH, resting, full)
             by_domain = self.settings.smarthost is None
-            for transaction in transactions(due, by_domain=by_domain)[:free]:
+            for transaction in transactions(due, by_domain=by_domain):
                 with self._wake:
+                    if free <= 0:
+                        break
+                    if transaction.domain in self._full_domains():
+                        continue  # one slow domain must not take every slot
                     self._busy.update(d.id for d in transaction.deliveries)
                     self._running += 1
+                    if transaction.domain is not None:
+                        self._per_domain[transaction.domain] += 1
                     free -= 1
                 self._pool.submit(self._deliver, transaction)
         if free <= 0:
@@ -211,10 +223,15 @@ class RelayService:
         with self._wake:
             resting = self._busy | set(self._held)
             upcoming = list(self._held.values())
-        when = queue.next_due(self.store.reader, resting)
+            full = self._full_domains()
+        when = queue.next_due(self.store.reader, resting, full)
         if when is not None:
             upcoming.append(when)
         return max(min(upcoming) - time.time(), 0.0) if upcoming else None
+
+    def _full_domains(self) -> set[str]:
+        """Domains with as many transactions at once as one domain may have (under the lock)."""
+        return {domain for domain, count in self._per_domain.items() if count >= self._domain_cap}
 
     # -- one transaction -----------------------------------------------------------------
 
@@ -239,6 +256,10 @@ class RelayService:
             with self._wake:
                 self._busy.difference_update(ids)
                 self._running -= 1
+                if transaction.domain is not None:
+                    self._per_domain[transaction.domain] -= 1
+                    if not self._per_domain[transaction.domain]:
+                        del self._per_domain[transaction.domain]
                 self._woken = True
                 self._wake.notify_all()
 
