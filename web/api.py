@@ -13,6 +13,7 @@ import logging
 import os
 import resource
 import time
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import Future
 from email.utils import parseaddr
@@ -370,9 +371,10 @@ def release_message(message_id: str) -> Any:
     recipients = _strings(_json_object(), "To", MAX_RELEASE_RECIPIENTS)
     addresses = []
     for entry in recipients:
-        address = parseaddr(entry)[1]
+        # parseaddr reads past control characters; an entry with one is not an address.
+        address = "" if any(unicodedata.category(c) == "Cc" for c in entry) else parseaddr(entry)[1]
         if "@" not in address or not address.strip():
-            abort(400, f"Invalid email address: {entry}")
+            abort(400, f"Invalid email address: {entry!r}")
         addresses.append(address)
     if not addresses:
         abort(400, "No valid addresses found")

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mailtrap.relay.addresses import is_plain_mailbox, is_sendable_sender
 from mailtrap.relay.config import Smarthost
 from mailtrap.relay.mx import Host
 from mailtrap.relay.plan import (
@@ -192,26 +193,35 @@ def _login(smtp: smtplib.SMTP, smarthost: Smarthost) -> None:
 
 
 def _envelope_and_data(smtp: smtplib.SMTP, host: str, envelope: Envelope) -> dict[int, Outcome]:
-    mail_from, deliveries, data = envelope.mail_from, envelope.deliveries, envelope.data
+    mail_from, data = envelope.mail_from, envelope.data
+    unsendable = [d for d in envelope.deliveries if not is_plain_mailbox(d.recipient)]
+    outcomes = _all(unsendable, Outcome(FAIL, "not a plain address: never sent", host))
+    deliveries = [d for d in envelope.deliveries if d.id not in outcomes]
+    if not deliveries:
+        return outcomes
+    if not is_sendable_sender(mail_from):
+        reason = 'the envelope sender cannot be sent as it is; set "sender" in the relay config'
+        return outcomes | _all(deliveries, Outcome(FAIL, reason, host))
     addresses = [mail_from, *(d.recipient for d in deliveries)]
     options: list[str] = []
     if not all(address.isascii() for address in addresses):
         if not smtp.has_extn("smtputf8"):
-            return _all(
-                deliveries,
-                Outcome(FAIL, "the address needs SMTPUTF8, which the server lacks", host),
-            )
+            reason = "the address needs SMTPUTF8, which the server lacks"
+            return outcomes | _all(deliveries, Outcome(FAIL, reason, host))
         options.append("SMTPUTF8")
+        smtp.command_encoding = "utf-8"
     if not data.isascii() and smtp.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
-    code, message = smtp.mail(mail_from, options)
+    # The addresses go out exactly as checked: smtplib's mail() and rcpt() would
+    # parse them again with email.utils, which can read another mailbox out of one.
+    code, message = smtp.docmd("MAIL", " ".join([f"FROM:<{mail_from}>", *options]))
     if code != 250:
         raise _Refused("MAIL FROM", code, message)
     replies = []
     for delivery in deliveries:
-        code, message = smtp.rcpt(delivery.recipient)
+        code, message = smtp.docmd("RCPT", f"TO:<{delivery.recipient}>")
         replies.append((delivery, code, describe_reply(code, message)))
-    outcomes = {key: Outcome(o.state, o.reply, host) for key, o in after_rcpt(replies).items()}
+    outcomes |= {key: Outcome(o.state, o.reply, host) for key, o in after_rcpt(replies).items()}
     accepted = [delivery for delivery in deliveries if delivery.id not in outcomes]
     if not accepted:
         with contextlib.suppress(smtplib.SMTPException, OSError):

@@ -7,6 +7,7 @@ syntax, the line). The README's "Relay" section has the full reference.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable
@@ -16,11 +17,14 @@ from typing import Any
 
 from mailtrap.config import parse_duration
 from mailtrap.errors import ConfigError
+from mailtrap.relay.addresses import normalize_domain, parse_mailbox
 from mailtrap.search import Search, SearchSyntaxError, parse
 
 MODES = ("mx", "smarthost")
 SMARTHOST_TLS = ("starttls", "tls", "none")
 AUTH_MECHANISMS = ("plain", "login")
+MAX_DURATION = 365 * 86400.0  # longer is a typo, and overflows a socket timeout near inf
+SECRET_KEYS = {"password"}  # never echoed in an error message
 
 
 class RelayConfigError(ConfigError):
@@ -30,27 +34,10 @@ class RelayConfigError(ConfigError):
 def normalize_address(address: str) -> str:
     """``Local@Domain`` as compared: both parts lower case, the domain in IDNA (ASCII) form.
 
-    Raises ValueError for anything that is not one ``local@domain``.
+    Raises ValueError for anything that is not one plain ``local@domain``
+    (:func:`mailtrap.relay.addresses.parse_mailbox`).
     """
-    local, at, domain = address.strip().rpartition("@")
-    if not at or not local or not domain or any(c in address for c in " \t\r\n<>,"):
-        raise ValueError(f"not an e-mail address: {address!r}")
-    return f"{local.lower()}@{normalize_domain(domain)}"
-
-
-def normalize_domain(domain: str) -> str:
-    """A domain in lower-case IDNA form, without a trailing dot; ValueError if it is not one."""
-    name = domain.strip().rstrip(".")
-    try:
-        ascii_name = name.encode("idna").decode("ascii").lower()
-    except UnicodeError as error:
-        raise ValueError(f"not a domain name: {domain!r}") from error
-    labels = ascii_name.split(".")
-    if not name or any(not label or len(label) > 63 for label in labels) or len(ascii_name) > 253:
-        raise ValueError(f"not a domain name: {domain!r}")
-    if not all(c.isalnum() or c in "-_" for label in labels for c in label):
-        raise ValueError(f"not a domain name: {domain!r}")
-    return ascii_name
+    return parse_mailbox(address.strip()).key
 
 
 @dataclass(frozen=True)
@@ -66,10 +53,10 @@ class RecipientPolicy:
     def refusal(self, address: str) -> str | None:
         """Why ``address`` may not be relayed to, or None if it may."""
         try:
-            normalized = normalize_address(address)
-        except ValueError:
-            return "not a valid address"
-        domain = normalized.rpartition("@")[2]
+            mailbox = parse_mailbox(address)
+        except ValueError as error:
+            return str(error).partition(":")[0]
+        normalized, domain = mailbox.key, mailbox.domain
         if normalized in self.blocked_addresses or domain in self.blocked_domains:
             return "on the blocklist"
         if self.allow_any or normalized in self.addresses or domain in self.domains:
@@ -203,7 +190,7 @@ def parse_settings(document: dict[str, Any]) -> RelaySettings:
         smarthost=smarthost,
         sender=sender,
         keep_message_id=_bool(document, "keep_message_id", False),
-        helo=_optional_string(document, "helo"),
+        helo=_helo(document),
         timeout=_duration(document, "timeout", 60.0),
         dns_timeout=_duration(document, "dns_timeout", 5.0),
         concurrency=_integer(document, "concurrency", 4, 1, 64),
@@ -294,6 +281,20 @@ def _smarthost(document: dict[str, Any]) -> Smarthost:
     )
 
 
+def _helo(document: dict[str, Any]) -> str | None:
+    """The EHLO name: a host name, since it goes into a command line and a header field."""
+    helo = _optional_string(document, "helo")
+    return None if helo is None else _checked(check_helo, helo, "helo")
+
+
+def check_helo(name: str) -> str:
+    """``name`` if it may be sent in EHLO and our ``Received:`` field; ValueError if not."""
+    normalize_domain(name)
+    if not name.isascii() or name.endswith("."):
+        raise ValueError(f"not a host name: {name!r}")
+    return name
+
+
 def _password(table: dict[str, Any]) -> str:
     password = _optional_string(table, "smarthost.password", key="password")
     variable = _optional_string(table, "smarthost.password_env", key="password_env")
@@ -355,7 +356,8 @@ def _typed(table: dict[str, Any], where: str, key: str | None, kind: type, defau
     if value is not default and (
         not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)
     ):
-        raise RelayConfigError(f"{where} must be {_KIND_NAMES[kind]}, not {value!r}")
+        shown = "something else" if (key or where) in SECRET_KEYS else repr(value)
+        raise RelayConfigError(f"{where} must be {_KIND_NAMES[kind]}, not {shown}")
     return value
 
 
@@ -405,8 +407,9 @@ def _duration(table: dict[str, Any], where: str, default: float) -> float:
         seconds = parse_duration(value) if isinstance(value, str) else float(value)
     except ConfigError as error:
         raise RelayConfigError(f"{where}: {error}") from None
-    if seconds <= 0:
-        raise RelayConfigError(f"{where} must be positive")
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_DURATION:
+        # NaN passes "<= 0" and would store a NULL next attempt: a delivery never due again.
+        raise RelayConfigError(f"{where} must be positive and at most 365 days")
     return seconds
 
 

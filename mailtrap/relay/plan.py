@@ -154,6 +154,20 @@ def received_field(helo: str, queue_id: str, now: float | None = None) -> bytes:
     return f"Received: by {helo} (Mailtrap relay) id {queue_id};\r\n\t{date}\r\n".encode()
 
 
+LOOP_CHECK_BYTES = 64 * 1024  # how much of a message's start is searched for our trace field
+
+
+def relayed_by_us(start: bytes, helo: str) -> bool:
+    """Whether the header in ``start`` (a message's first bytes) has our own ``Received:`` field.
+
+    Such a message is one Mailtrap relayed that came back to it (a smarthost or
+    MX that is Mailtrap's own SMTP port, or two instances forwarding to each
+    other): relaying it again by rule would loop for ever.
+    """
+    header = _LINE_END.sub(b"\r\n", start).split(b"\r\n\r\n", 1)[0]
+    return f"\r\nReceived: by {helo} (Mailtrap relay) id ".encode() in b"\r\n" + header
+
+
 def new_message_id(helo: str) -> bytes:
     return f"<{secrets.token_hex(12)}@{helo}>".encode()
 

@@ -149,12 +149,16 @@ def record(
     conn: sqlite3.Connection,
     outcomes: list[tuple[int, str, str, str, float | None]],
     now: float,
+    unsent_only: bool = False,
 ) -> list[str]:
     """Write attempts' outcomes: (row ID, plan state, reply, host, next attempt or None).
 
     A retry without a next attempt has run out of lifetime and fails. A row
-    already sent or failed is never changed back. Returns the message IDs touched.
+    already sent or failed is never changed back; with ``unsent_only`` (an
+    attempt that broke off, who knows where) neither is one being sent.
+    Returns the message IDs touched.
     """
+    states = "('queued', 'retrying')" if unsent_only else "('queued', 'retrying', 'sending')"
     touched: list[str] = []
     for delivery_id, state, reply, host, when in outcomes:
         final = _STATES[state]
@@ -163,7 +167,7 @@ def record(
         cursor = conn.execute(
             "UPDATE relay_deliveries SET state = ?, reply = ?, remote_host = ?, "
             "next_attempt = ?, attempts = attempts + 1, updated = ? "
-            "WHERE id = ? AND state IN ('queued', 'retrying', 'sending') RETURNING message_id",
+            f"WHERE id = ? AND state IN {states} RETURNING message_id",
             [final, reply, host, when if final == RETRYING else None, now, delivery_id],
         )
         touched += [row[0] for row in cursor]
@@ -198,30 +202,49 @@ def cursor(conn: sqlite3.Connection) -> int | None:
     return None if row is None else int(row[0])
 
 
-def due(conn: sqlite3.Connection, now: float, limit: int, busy: Iterable[int]) -> list[Delivery]:
-    """Pending deliveries whose time has come, oldest first, except those in ``busy``."""
+def due(
+    conn: sqlite3.Connection,
+    now: float,
+    limit: int,
+    busy: Iterable[int],
+    full_domains: Iterable[str] = (),
+) -> list[Delivery]:
+    """Pending deliveries whose time has come, oldest first, except those in ``busy`` and
+    those to ``full_domains`` (domains with as many transactions open as they may have)."""
     skip = set(busy)
+    domains, not_full = _not_in_domains(full_domains)
     rows = conn.execute(
         "SELECT id, message_seq, message_id, recipient, domain, mail_from, attempts, created "
-        "FROM relay_deliveries WHERE state IN ('queued', 'retrying') AND next_attempt <= ? "
-        "ORDER BY next_attempt, id LIMIT ?",
-        [now, limit + len(skip)],
+        f"FROM relay_deliveries WHERE state IN ('queued', 'retrying') AND next_attempt <= ? "
+        f"{not_full} ORDER BY next_attempt, id LIMIT ?",
+        [now, *domains, limit + len(skip)],
     ).fetchall()
     return [Delivery(*row) for row in rows if row[0] not in skip][:limit]
 
 
-def next_due(conn: sqlite3.Connection, busy: Iterable[int]) -> float | None:
-    """When the next pending delivery not in ``busy`` is due (None: nothing pending)."""
+def next_due(
+    conn: sqlite3.Connection, busy: Iterable[int], full_domains: Iterable[str] = ()
+) -> float | None:
+    """When the next pending delivery not in ``busy`` nor to ``full_domains`` is due
+    (None: nothing pending that could start now)."""
     skip = set(busy)
+    domains, not_full = _not_in_domains(full_domains)
     rows = conn.execute(
         "SELECT id, next_attempt FROM relay_deliveries WHERE state IN ('queued', 'retrying') "
-        "ORDER BY next_attempt LIMIT ?",
-        [len(skip) + 1],
+        f"{not_full} ORDER BY next_attempt LIMIT ?",
+        [*domains, len(skip) + 1],
     )
     for delivery_id, when in rows:
         if delivery_id not in skip:
             return float(when)
     return None
+
+
+def _not_in_domains(full_domains: Iterable[str]) -> tuple[list[str], str]:
+    domains = sorted(set(full_domains))
+    if not domains:
+        return [], ""
+    return domains, f"AND domain NOT IN ({', '.join('?' * len(domains))})"
 
 
 def of_message(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:

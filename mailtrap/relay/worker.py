@@ -15,23 +15,27 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from mailtrap.errors import MailtrapError, MessageNotFound
 from mailtrap.relay import queue
+from mailtrap.relay.addresses import Mailbox, parse_mailbox
 from mailtrap.relay.client import Client, Connection, Envelope
-from mailtrap.relay.config import RelaySettings, Rule, normalize_domain
+from mailtrap.relay.config import RelayConfigError, RelaySettings, Rule, check_helo
 from mailtrap.relay.mx import Host, Lookup, dns_lookup, route
 from mailtrap.relay.plan import (
     FAIL,
+    LOOP_CHECK_BYTES,
     RETRY,
     Outcome,
     Transaction,
     new_message_id,
     next_attempt,
     received_field,
+    relayed_by_us,
     relayed_message,
     transactions,
 )
@@ -49,10 +53,14 @@ DUE_BATCH = 200  # deliveries taken from the queue per scheduler pass
 HOLD_AFTER_ERROR = 30.0  # seconds a delivery rests after an error of ours (not the remote's)
 
 
-def delivery_address(address: str) -> str:
-    """The address to send to: the local part as given, the domain in IDNA form."""
-    local, _, domain = address.strip().rpartition("@")
-    return f"{local}@{normalize_domain(domain)}"
+def delivery_addresses(addresses: Iterable[str]) -> list[str]:
+    """The addresses to send to (checked already), each mailbox once: the local part as
+    given, the domain in IDNA form; ``A@x`` and ``a@x`` are one recipient, as compared."""
+    first: dict[str, Mailbox] = {}
+    for address in addresses:
+        mailbox = parse_mailbox(address)
+        first.setdefault(mailbox.key, mailbox)
+    return [str(mailbox) for mailbox in first.values()]
 
 
 class RelayService:
@@ -70,6 +78,13 @@ class RelayService:
         self.store = store
         self.settings = settings
         self.helo = settings.helo or hostname
+        try:
+            check_helo(self.helo)
+        except ValueError:
+            raise RelayConfigError(
+                f"--hostname {hostname!r} is no host name to greet remote servers with; "
+                'set helo = "..." in the relay config'
+            ) from None
         self._lookup = lookup or dns_lookup(resolver)
         self._rng = random.Random()
         self._client = Client()
@@ -81,6 +96,10 @@ class RelayService:
         self._busy: set[int] = set()  # deliveries in a transaction now
         self._held: dict[int, float] = {}  # deliveries resting after an error of ours
         self._running = 0  # transactions handed to the pool and not finished
+        # Of those, per domain; one domain gets half the slots at most, so a slow
+        # or stalling one cannot hold up every other (Postfix's per-destination limit).
+        self._per_domain: Counter[str] = Counter()
+        self._domain_cap = max(1, settings.concurrency // 2)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -128,7 +147,7 @@ class RelayService:
 
     def release(self, message_id: str, recipients: list[str]) -> list[int]:
         """Queue ``message_id`` for ``recipients`` (already checked); returns the row IDs."""
-        addresses = list(dict.fromkeys(delivery_address(r) for r in recipients))
+        addresses = delivery_addresses(recipients)
         ids = self._write(
             "enqueue", [(message_id, addresses, "release")], self.settings.sender, time.time()
         )
@@ -183,13 +202,20 @@ class RelayService:
             self._held = {key: until for key, until in self._held.items() if until > now}
             resting = self._busy | set(self._held)
             free = self.settings.concurrency * 2 - self._running
+            full = self._full_domains()
         if free > 0:
-            due = queue.due(self.store.reader, now, DUE_BATCH, resting)
+            due = queue.due(self.store.reader, now, DUE_BATCH, resting, full)
             by_domain = self.settings.smarthost is None
-            for transaction in transactions(due, by_domain=by_domain)[:free]:
+            for transaction in transactions(due, by_domain=by_domain):
                 with self._wake:
+                    if free <= 0:
+                        break
+                    if transaction.domain in self._full_domains():
+                        continue  # one slow domain must not take every slot
                     self._busy.update(d.id for d in transaction.deliveries)
                     self._running += 1
+                    if transaction.domain is not None:
+                        self._per_domain[transaction.domain] += 1
                     free -= 1
                 self._pool.submit(self._deliver, transaction)
         if free <= 0:
@@ -197,10 +223,15 @@ class RelayService:
         with self._wake:
             resting = self._busy | set(self._held)
             upcoming = list(self._held.values())
-        when = queue.next_due(self.store.reader, resting)
+            full = self._full_domains()
+        when = queue.next_due(self.store.reader, resting, full)
         if when is not None:
             upcoming.append(when)
         return max(min(upcoming) - time.time(), 0.0) if upcoming else None
+
+    def _full_domains(self) -> set[str]:
+        """Domains with as many transactions at once as one domain may have (under the lock)."""
+        return {domain for domain, count in self._per_domain.items() if count >= self._domain_cap}
 
     # -- one transaction -----------------------------------------------------------------
 
@@ -209,14 +240,26 @@ class RelayService:
         try:
             outcomes = self._attempt(transaction)
             self._record(transaction, outcomes)
-        except Exception:
+        except Exception as error:
             log.exception("relay of %s failed", transaction.message_id)
-            with self._wake:
-                self._held.update(dict.fromkeys(ids, time.time() + HOLD_AFTER_ERROR))
+            # An attempt like any other: counted, retried with backoff, given up
+            # after the lifetime, rather than tried every 30 s for ever.
+            reason = f"error in Mailtrap: {type(error).__name__}: {error}"[:500]
+            try:
+                broken = dict.fromkeys(ids, Outcome(RETRY, reason))
+                self._record(transaction, broken, unsent_only=True)
+            except Exception:
+                log.exception("relay of %s: cannot record the failure", transaction.message_id)
+                with self._wake:
+                    self._held.update(dict.fromkeys(ids, time.time() + HOLD_AFTER_ERROR))
         finally:
             with self._wake:
                 self._busy.difference_update(ids)
                 self._running -= 1
+                if transaction.domain is not None:
+                    self._per_domain[transaction.domain] -= 1
+                    if not self._per_domain[transaction.domain]:
+                        del self._per_domain[transaction.domain]
                 self._woken = True
                 self._wake.notify_all()
 
@@ -256,7 +299,9 @@ class RelayService:
             return []
         return self._write("start_sending", ids, time.time())
 
-    def _record(self, transaction: Transaction, outcomes: dict[int, Outcome]) -> None:
+    def _record(
+        self, transaction: Transaction, outcomes: dict[int, Outcome], unsent_only: bool = False
+    ) -> None:
         now = time.time()
         rows = []
         for delivery in transaction.deliveries:
@@ -274,7 +319,7 @@ class RelayService:
                 outcome.state, outcome.reply,
             )  # fmt: skip
         if rows:
-            self._announce(self._write("record", rows, now))
+            self._announce(self._write("record", rows, now, unsent_only))
 
     # -- auto-relay and forwarding ------------------------------------------------------------
 
@@ -307,24 +352,38 @@ class RelayService:
         self, seq: int, message_id: str, rcpt_tos: list[str]
     ) -> list[tuple[str, list[str], str]]:
         chosen: list[tuple[str, list[str], str]] = []
+        if self._came_back(seq):
+            log.warning(
+                "relay: %s carries our own Received field (it was relayed here by this "
+                "server): auto-relay and forwarding skip it, or they would loop",
+                message_id,
+            )
+            return chosen
         relayed: list[str] = []
         if any(self._matches(rule, seq) for rule in self.settings.auto_relay):
             refused = self.refusals(rcpt_tos)
-            relayed = list(dict.fromkeys(delivery_address(r) for r in rcpt_tos if r not in refused))
+            relayed = delivery_addresses(r for r in rcpt_tos if r not in refused)
             for recipient, reason in refused.items():
                 log.info("auto-relay of %s skips %s: %s", message_id, recipient, reason)
             if relayed:
                 chosen.append((message_id, relayed, "auto"))
+        relayed_keys = {parse_mailbox(address).key for address in relayed}
         forwarded = [
-            address
+            address  # in compared form already (the config normalised it)
             for rule in self.settings.forward
             if self._matches(rule, seq)
             for address in rule.to
-            if address not in relayed
+            if address not in relayed_keys
         ]
         if forwarded:
             chosen.append((message_id, list(dict.fromkeys(forwarded)), "forward"))
         return chosen
+
+    def _came_back(self, seq: int) -> bool:
+        row = self.store.reader.execute(
+            "SELECT substr(data, 1, ?) FROM raw WHERE seq = ?", [LOOP_CHECK_BYTES, seq]
+        ).fetchone()
+        return row is not None and relayed_by_us(bytes(row[0]), self.helo)
 
     def _matches(self, rule: Rule, seq: int) -> bool:
         if rule.search is None:
