@@ -1,0 +1,113 @@
+"""Attacks on the checks from what they talk to: a hostile message's DKIM fields and the
+keys its DNS publishes, hostile web servers and links, and foreign pages.
+
+Every test runs against real servers on loopback (a dnslib DNS server, http.server
+sites, Mailtrap over SMTP and HTTP) and asserts what the check answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from dns_server import ZoneResolver, dns_server
+from test_checks_auth import message, private_pem, send_and_check
+
+from mailtrap import Server
+from mailtrap.checks.signatures import MAX_EXPONENT_BITS, MAX_KEY_BITS
+from mailtrap.config import Address
+
+
+@pytest.fixture
+def dns() -> Iterator[tuple[ZoneResolver, Address]]:
+    with dns_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+
+
+def public_key_record(modulus_bits: int, exponent: int) -> str:
+    """A DKIM key record of a made-up RSA key (no private key exists for it)."""
+    modulus = random.Random(modulus_bits).getrandbits(modulus_bits) | 1 | (1 << (modulus_bits - 1))
+    public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+
+
+def signed_by(raw: bytes, key: rsa.RSAPrivateKey, selector: bytes) -> bytes:
+    headers = [b"from", b"subject"]
+    return dkim.sign(raw, selector, b"example.test", private_pem(key), include_headers=headers)
+
+
+# -- DKIM and ARC ------------------------------------------------------------------
+
+
+def test_keys_too_costly_for_dkimpys_pure_python_rsa_are_refused_before_it_computes(
+    make_server: Callable[..., Server], dns: tuple[ZoneResolver, Address], key: Any
+) -> None:
+    # A 16384-bit key with a 16384-bit exponent costs dkimpy 8 s of CPU per signature,
+    # holding the GIL (the whole server stops); ten signatures and fifty ARC sets, minutes.
+    zone, address = dns
+    zone.add_txt("big._domainkey.example.test", public_key_record(MAX_KEY_BITS + 8, 65537))
+    huge_exponent = (1 << (MAX_EXPONENT_BITS + 100)) + 1
+    zone.add_txt("exp._domainkey.example.test", public_key_record(2048, huge_exponent))
+    server = make_server(dns=address)
+    raw = message()
+    raw = signed_by(raw, key, b"big") + signed_by(raw, key, b"exp") + raw
+
+    result = send_and_check(server, raw, "news@example.test")
+
+    big, exponent = result["DKIMSignatures"]
+    assert big["Result"] == "permerror" and f"at most {MAX_KEY_BITS}" in big["Reason"], big
+    assert exponent["Result"] == "permerror" and "exponent" in exponent["Reason"], exponent
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [("t", "9" * 5000), ("x", "9" * 5000), ("i", "example.test")],
+    ids=["t= of 5000 digits", "x= of 5000 digits", "i= equal to d="],
+)
+def test_dkim_fields_dkimpy_trips_over_are_a_permerror_not_a_server_error(
+    make_server: Callable[..., Server], dns: tuple[ZoneResolver, Address], tag: str, value: str
+) -> None:
+    # dkimpy's int() of t= and x= meets Python's 4300-digit limit (ValueError); i= equal
+    # to d= indexes before the string (IndexError): neither is a DKIMException.
+    _, address = dns
+    server = make_server(dns=address)
+    signature = (
+        f"DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=s1; h=from; bh=AAAA; b=AAAA; "
+        f"{tag}={value}\r\n"
+    ).encode()
+
+    result = send_and_check(server, signature + message(), "news@example.test")
+
+    assert result["DKIMSignatures"][0]["Result"] == "permerror"
+    assert "cannot be read" in result["DKIMSignatures"][0]["Reason"]
+
+
+def test_an_arc_seal_dkimpy_trips_over_is_an_arc_fail_not_a_server_error(
+    make_server: Callable[..., Server], dns: tuple[ZoneResolver, Address]
+) -> None:
+    _, address = dns
+    server = make_server(dns=address)
+    arc = (
+        "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.test; s=s1; b=AAAA; t=" + "9" * 5000
+    ) + (
+        "\r\nARC-Message-Signature: i=1; a=rsa-sha256; d=example.test; s=s1; h=from; "
+        "bh=AAAA; b=AAAA\r\nARC-Authentication-Results: i=1; relay.example.test; spf=pass\r\n"
+    )
+
+    result = send_and_check(server, arc.encode() + message(), "news@example.test")
+
+    assert result["ARC"]["Result"] == "fail" and "cannot be read" in result["ARC"]["Reason"]
