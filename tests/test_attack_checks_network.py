@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import random
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dkim
 import pytest
+from api_client import Api, send
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from dns_server import ZoneResolver, dns_server
 from test_checks_auth import message, private_pem, send_and_check
+from test_checks_links import Site
 
 from mailtrap import Server
 from mailtrap.checks.signatures import MAX_EXPONENT_BITS, MAX_KEY_BITS
@@ -33,6 +36,16 @@ def dns() -> Iterator[tuple[ZoneResolver, Address]]:
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    server = Site()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def public_key_record(modulus_bits: int, exponent: int) -> str:
@@ -111,3 +124,30 @@ def test_an_arc_seal_dkimpy_trips_over_is_an_arc_fail_not_a_server_error(
     result = send_and_check(server, arc.encode() + message(), "news@example.test")
 
     assert result["ARC"]["Result"] == "fail" and "cannot be read" in result["ARC"]["Reason"]
+
+
+# -- links -------------------------------------------------------------------------
+
+
+def test_links_with_non_ascii_hosts_and_paths_are_requested_as_a_browser_sends_them(
+    make_server: Callable[..., Server], dns: tuple[ZoneResolver, Address], site: Site
+) -> None:
+    # http.client encodes the request line as ASCII and headers as Latin-1: an IDNA
+    # host or a path with "ß" raised UnicodeEncodeError through the check (a 500).
+    zone, address = dns
+    zone.add("xn--bcher-kva.test. 60 IN A 127.0.0.1")  # bücher.test
+    server = make_server(dns=address, link_check_allow_private=True)
+    html = (
+        f'<a href="http://bücher.test:{site.port}/straße?q=ü">a</a>'
+        f'<img src="http://例え.test:{site.port}/">'
+    )
+    raw = f"Subject: idna\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
+    message_id = send(server, raw.encode())
+
+    reply = Api(server).get(f"/api/v1/message/{message_id}/link-check")
+
+    assert reply.status == 200, reply.body
+    statuses = [link["StatusCode"] for link in reply.json()["Links"]]
+    assert statuses == [404, 0]  # the site's answer; no such host
+    assert site.requests == [("HEAD", "/stra%C3%9Fe?q=%C3%BC", f"xn--bcher-kva.test:{site.port}")]
+    assert "xn--r8jz45g.test" in reply.json()["Links"][1]["Status"]

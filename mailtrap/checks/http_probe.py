@@ -13,14 +13,16 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import string
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import dns.exception
+import dns.name
 import dns.resolver
 
 from mailtrap import __version__
@@ -210,15 +212,18 @@ class Target:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise Refused(f"only http and https links are checked, not {scheme or 'this'}:")
-        host = (parts.hostname or "").rstrip(".")
-        if not host:
-            raise Refused("the URL has no host")
+        host = _ascii_host((parts.hostname or "").rstrip("."))
         default = 443 if scheme == "https" else 80
         port = port or default
         name = f"[{host}]" if ":" in host else host
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if any(ord(character) < 33 for character in path):
             raise Refused("the URL has white space or control characters in its path")
+        try:
+            # As a browser sends it: http.client puts only ASCII on the request line.
+            path = quote(path, safe=string.punctuation)
+        except UnicodeError:  # a lone surrogate
+            raise Refused("the URL's path is not valid text") from None
         return cls(scheme, host, port, path, name if port == default else f"{name}:{port}")
 
     def addresses(self) -> list[IPAddress]:
@@ -227,6 +232,18 @@ class Target:
             return [ipaddress.ip_address(self.host)]
         except ValueError:
             return []
+
+
+def _ascii_host(host: str) -> str:
+    """The host as DNS, the Host header and TLS name it: an IDNA name in its xn-- form."""
+    if not host:
+        raise Refused("the URL has no host")
+    if host.isascii():
+        return host
+    try:
+        return dns.name.from_text(host).to_text(omit_final_dot=True)
+    except (dns.exception.DNSException, UnicodeError):
+        raise Refused(f"{host} is not a valid host name") from None
 
 
 def _cut(fd: int, family: int) -> None:
