@@ -8,8 +8,12 @@ sites, Mailtrap over SMTP and HTTP) and asserts what the check answers.
 from __future__ import annotations
 
 import base64
+import json
 import random
+import socket
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -151,3 +155,103 @@ def test_links_with_non_ascii_hosts_and_paths_are_requested_as_a_browser_sends_t
     assert statuses == [404, 0]  # the site's answer; no such host
     assert site.requests == [("HEAD", "/stra%C3%9Fe?q=%C3%BC", f"xn--bcher-kva.test:{site.port}")]
     assert "xn--r8jz45g.test" in reply.json()["Links"][1]["Status"]
+
+
+# -- the API -------------------------------------------------------------------------
+
+
+class Listener:
+    """A TCP port that counts connections and closes each at once (a spamd that says nothing)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.address = Address("127.0.0.1", self.socket.getsockname()[1])
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.connections += 1
+            connection.close()
+
+    def close(self) -> None:
+        self.socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
+        self.socket.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    running = Listener()
+    yield running
+    running.close()
+
+
+@pytest.mark.parametrize("check", ["html-check", "link-check", "sa-check", "auth-check"])
+def test_no_foreign_page_starts_a_check_and_nothing_is_sent_out(
+    make_server: Callable[..., Server],
+    dns: tuple[ZoneResolver, Address],
+    listener: Listener,
+    check: str,
+) -> None:
+    # An <img src=".../auth-check?refresh=1"> on any page made the server ask DNS about
+    # the message's domains (and hand it to spamd) each time the page was shown.
+    zone, address = dns
+    server = make_server(dns=address, spamassassin=listener.address)
+    html = "<p>Hi</p>"
+    raw = f"From: a@example.test\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n{html}\r\n"
+    message_id = send(server, raw.encode(), mail_from="a@example.test")
+    url = f"{server.http_url.rstrip('/')}/api/v1/message/{message_id}/{check}?refresh=1"
+
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.test"}):
+        request = urllib.request.Request(url, headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        with refused.value as error:
+            assert error.code == 403
+            assert "another site" in json.loads(error.read())["Error"]
+    assert zone.queries == [] and listener.connections == 0
+    # The inbox's own page (same origin) runs it.
+    same_origin = urllib.request.Request(url, headers={"Sec-Fetch-Site": "same-origin"})
+    with urllib.request.urlopen(same_origin, timeout=10) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"follow": "maybe"}, "follow must be true or false"),
+        ({"refresh": "2"}, "refresh must be true or false"),
+    ],
+)
+def test_a_check_flag_that_is_neither_true_nor_false_is_a_400_naming_it(
+    make_server: Callable[..., Server], query: dict[str, str], message: str
+) -> None:
+    server = make_server()
+    message_id = send(server, b"Subject: s\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n")
+    api = Api(server)
+
+    for check in ("html-check", "link-check", "auth-check"):
+        reply = api.get(f"/api/v1/message/{message_id}/{check}", **query)
+        if check != "link-check" and "follow" in query:
+            assert reply.status == 200  # only the link check has follow
+            continue
+        assert reply.status == 400 and message in reply.error, (check, reply.body)
+    assert api.get(f"/api/v1/message/{message_id}/html-check", refresh="FALSE").status == 200
+
+
+def test_unknown_messages_and_latest_of_an_empty_mailbox_are_404s_with_a_json_message(
+    make_server: Callable[..., Server],
+) -> None:
+    api = Api(make_server())
+
+    for check in ("html-check", "link-check", "sa-check", "auth-check"):
+        for message_id in ("nope", "latest", "%2e%2e"):
+            reply = api.get(f"/api/v1/message/{message_id}/{check}")
+            assert reply.status in (400, 404), (check, message_id, reply.status)
+            assert reply.error
