@@ -15,7 +15,9 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
 
 import dkim
 import pytest
@@ -27,8 +29,13 @@ from test_checks_auth import message, private_pem, send_and_check
 from test_checks_links import Site
 
 from mailtrap import Server
+from mailtrap.checks.http_probe import MAX_REQUESTS, NOT_CHECKED, Prober
+from mailtrap.checks.links import WORKERS, link_check
 from mailtrap.checks.signatures import MAX_EXPONENT_BITS, MAX_KEY_BITS
 from mailtrap.config import Address
+from mailtrap.resolver import make_resolver
+
+S = TypeVar("S", bound=ThreadingHTTPServer)
 
 
 @pytest.fixture
@@ -42,14 +49,22 @@ def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=1024)
 
 
-@pytest.fixture
-def site() -> Iterator[Site]:
-    server = Site()
+@contextmanager
+def serving(server: S) -> Iterator[S]:
+    """``server`` answering in a thread of its own until the block ends."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    with serving(Site()) as server:
+        yield server
 
 
 def public_key_record(modulus_bits: int, exponent: int) -> str:
@@ -255,3 +270,92 @@ def test_unknown_messages_and_latest_of_an_empty_mailbox_are_404s_with_a_json_me
             reply = api.get(f"/api/v1/message/{message_id}/{check}")
             assert reply.status in (400, 404), (check, message_id, reply.status)
             assert reply.error
+
+
+class StallingSite(ThreadingHTTPServer):
+    """A site whose answers wait (until released, or ``stall`` seconds); it counts requests
+    in flight."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), StallingHandler)
+        self.lock = threading.Lock()
+        self.requests: list[str] = []
+        self.in_flight = self.most_in_flight = 0
+        self.released = threading.Event()
+        self.stall = 5.0  # seconds an answer waits at most
+
+    def link(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{n}"
+
+
+class StallingHandler(BaseHTTPRequestHandler):
+    server: StallingSite
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        site = self.server
+        with site.lock:
+            site.requests.append(self.path)
+            site.in_flight += 1
+            site.most_in_flight = max(site.most_in_flight, site.in_flight)
+        site.released.wait(site.stall)
+        with site.lock:
+            site.in_flight -= 1
+        try:
+            self.send_response(200)
+            self.end_headers()
+        except OSError:  # the check hung up
+            pass
+
+
+@pytest.fixture
+def stalling() -> Iterator[StallingSite]:
+    with serving(StallingSite()) as server:
+        yield server
+        server.released.set()  # before shutdown, which waits for the stalled answers
+
+
+def test_a_link_check_ends_at_its_deadline_and_what_it_cut_short_is_not_remembered(
+    stalling: StallingSite, dns: tuple[ZoneResolver, Address]
+) -> None:
+    # Each link has 10 s; 100 links to servers that answer just before that kept one
+    # check (and its request) busy for two minutes.
+    prober = Prober(make_resolver(dns[1], timeout=2.0), allow_private=True)
+    urls = [stalling.link(n) for n in range(20)]
+
+    result = link_check(urls, prober.probe, prober.resolve, seconds=1.0)
+
+    statuses = {link["Status"] for link in result["Links"]}
+    assert result["Errors"] == 20 and statuses == {"timed out", NOT_CHECKED}, statuses
+    assert len(stalling.requests) <= WORKERS
+    stalling.released.set()
+    asked = len(stalling.requests)
+    assert prober.probe(urls[0], follow=False).status_code == 200  # asked again, not cached
+    assert len(stalling.requests) == asked + 1
+
+
+def test_link_checks_running_together_share_one_bound_on_requests_in_flight(
+    stalling: StallingSite, dns: tuple[ZoneResolver, Address]
+) -> None:
+    # Each check had a pool of its own: n checks at once made 8n connections.
+    stalling.stall = 1.0  # each answer comes after a second: the site's count stays true
+    prober = Prober(make_resolver(dns[1], timeout=2.0), allow_private=True)
+    checks = [
+        threading.Thread(
+            target=link_check,
+            args=([stalling.link(100 * k + n) for n in range(MAX_REQUESTS // 2)], prober.probe),
+            kwargs={"resolve": prober.resolve},
+        )
+        for k in range(3)
+    ]
+    for check in checks:
+        check.start()
+    for check in checks:
+        check.join(10)
+
+    assert len(stalling.requests) == 3 * (MAX_REQUESTS // 2)
+    assert MAX_REQUESTS // 2 < stalling.most_in_flight <= MAX_REQUESTS
