@@ -32,6 +32,7 @@ from mailtrap import Server
 from mailtrap.checks.http_probe import MAX_REQUESTS, NOT_CHECKED, Prober
 from mailtrap.checks.links import WORKERS, link_check
 from mailtrap.checks.signatures import MAX_EXPONENT_BITS, MAX_KEY_BITS
+from mailtrap.checks.spam import Spamd, spam_result
 from mailtrap.config import Address
 from mailtrap.resolver import make_resolver
 
@@ -359,3 +360,32 @@ def test_link_checks_running_together_share_one_bound_on_requests_in_flight(
 
     assert len(stalling.requests) == 3 * (MAX_REQUESTS // 2)
     assert MAX_REQUESTS // 2 < stalling.most_in_flight <= MAX_REQUESTS
+
+
+# -- spamd -------------------------------------------------------------------------
+
+
+def test_a_spamd_that_trickles_its_answer_is_cut_at_the_checks_deadline() -> None:
+    # The socket timeout bounded each recv only: a byte a second went on for ever.
+    listening = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listening.accept()
+        with connection:
+            for byte in b"SPAMD/1.1 0 EX_OK\r\nSpam: False ; 0.0 / 5.0\r\n\r\n" * 10:
+                if stop.wait(0.05):
+                    return
+                connection.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    spamd = Spamd(Address("127.0.0.1", listening.getsockname()[1]), timeout=0.5)
+    try:
+        result = spam_result(b"Subject: s\r\n\r\nx\r\n", spamd)
+    finally:
+        stop.set()
+        thread.join(10)
+        listening.close()
+
+    assert "did not answer in time" in result["Error"], result
