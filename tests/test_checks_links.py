@@ -184,6 +184,8 @@ def test_public_addresses_pass_and_the_flag_allows_private_but_never_unspecified
     assert refusal(ipaddress.ip_address("2606:4700::1111")) is None
     assert refusal(ipaddress.ip_address("10.0.0.1"), allow_private=True) is None
     assert refusal(ipaddress.ip_address("0.0.0.0"), allow_private=True) is not None
+    assert refusal(ipaddress.ip_address("0.1.2.3"), allow_private=True) is not None
+    assert refusal(ipaddress.ip_address("::ffff:0.0.0.1"), allow_private=True) is not None
     assert refusal(ipaddress.ip_address("ff02::1"), allow_private=True) is not None
 
 

@@ -8,6 +8,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 SHARED = ipaddress.ip_network("100.64.0.0/10")  # CGNAT (RFC 6598)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses inside IPv6 (RFC 6052)
+# "This network" (RFC 1122): Linux connects 0.0.0.0 to this host, and no 0/8 address is
+# anyone's server; Python counts the block as private, which the flag would allow.
+THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 
 
 def refusal(address: IPAddress, allow_private: bool = False) -> str | None:
@@ -29,6 +32,8 @@ def refusal(address: IPAddress, allow_private: bool = False) -> str | None:
         return "a multicast address"
     if address.is_unspecified:
         return "an unspecified address"
+    if isinstance(address, ipaddress.IPv4Address) and address in THIS_NETWORK:
+        return "an address of 'this network' (0.0.0.0/8)"
     if address.is_reserved and not address.is_private:
         return "a reserved address"
     if allow_private:

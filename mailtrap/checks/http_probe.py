@@ -13,14 +13,16 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import string
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import dns.exception
+import dns.name
 import dns.resolver
 
 from mailtrap import __version__
@@ -28,6 +30,8 @@ from mailtrap.checks.addresses import IPAddress, refusal
 
 TIMEOUT = 10.0  # seconds for one link, every hop and lookup included
 MAX_REDIRECTS = 5
+MAX_REQUESTS = 8  # links requested at once, by all link checks together
+NOT_CHECKED = "not checked: the link check ran out of time"
 MAX_BODY = 64 * 1024  # bytes of a GET answer read before the connection is closed
 REDIRECTS = {301, 302, 303, 307, 308}
 BLOCKED = 451  # Mailpit's status for a link to an address it will not connect to
@@ -76,17 +80,38 @@ class Prober:
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._cache: dict[tuple[str, bool], tuple[float, LinkStatus]] = {}
         self._lock = threading.Lock()
+        self._requests = threading.BoundedSemaphore(MAX_REQUESTS)
 
-    def probe(self, url: str, follow: bool, resolve: Resolve | None = None) -> LinkStatus:
+    def probe(
+        self,
+        url: str,
+        follow: bool,
+        resolve: Resolve | None = None,
+        deadline: float | None = None,
+    ) -> LinkStatus:
         """The status of ``url`` (the last hop's, with ``follow``), from this run's cache
-        if it was asked for in the last CACHE_SECONDS."""
+        if it was asked for in the last CACHE_SECONDS.
+
+        ``deadline`` (a ``time.monotonic()`` value) is the whole check's: the link gets
+        what is left of it if that is less than its own timeout. At most MAX_REQUESTS
+        links are requested at a time, however many checks run.
+        """
         key = (url, follow)
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and cached[0] > now:
                 return cached[1]
-        result = self._probe(url, follow, resolve or self.resolve)
+        own = now + self.timeout
+        limit = own if deadline is None else min(own, deadline)
+        if not self._requests.acquire(timeout=max(limit - now, 0)):
+            return LinkStatus(url, 0, NOT_CHECKED)
+        try:
+            result = self._probe(url, follow, resolve or self.resolve, limit)
+        finally:
+            self._requests.release()
+        if result.status_code == 0 and limit < own:
+            return result  # cut short by the check's deadline, not the link's own: not kept
         with self._lock:
             if len(self._cache) >= MAX_CACHED:
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
@@ -99,8 +124,7 @@ class Prober:
         with self._lock:
             self._cache.clear()
 
-    def _probe(self, url: str, follow: bool, resolve: Resolve) -> LinkStatus:
-        deadline = time.monotonic() + self.timeout
+    def _probe(self, url: str, follow: bool, resolve: Resolve, deadline: float) -> LinkStatus:
         current = url
         try:
             for _ in range(MAX_REDIRECTS + 1):
@@ -170,13 +194,17 @@ class Prober:
             connection.close()
             sock.close()
 
-    def resolve(self, host: str) -> list[IPAddress]:
-        """Every IPv4 and IPv6 address of ``host``, from one lookup of each type."""
+    def resolve(self, host: str, deadline: float | None = None) -> list[IPAddress]:
+        """Every IPv4 and IPv6 address of ``host``, from one lookup of each type,
+        both done by ``deadline`` (a ``time.monotonic()`` value) if one is given."""
         found: list[IPAddress] = []
         missing = 0
         for kind in ("A", "AAAA"):
+            lifetime = self.resolver.lifetime
+            if deadline is not None:
+                lifetime = min(lifetime, _left(deadline))
             try:
-                answer = self.resolver.resolve(host, kind, search=False)
+                answer = self.resolver.resolve(host, kind, search=False, lifetime=lifetime)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 missing += 1
                 continue
@@ -210,15 +238,18 @@ class Target:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise Refused(f"only http and https links are checked, not {scheme or 'this'}:")
-        host = (parts.hostname or "").rstrip(".")
-        if not host:
-            raise Refused("the URL has no host")
+        host = _ascii_host((parts.hostname or "").rstrip("."))
         default = 443 if scheme == "https" else 80
         port = port or default
         name = f"[{host}]" if ":" in host else host
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if any(ord(character) < 33 for character in path):
             raise Refused("the URL has white space or control characters in its path")
+        try:
+            # As a browser sends it: http.client puts only ASCII on the request line.
+            path = quote(path, safe=string.punctuation)
+        except UnicodeError:  # a lone surrogate
+            raise Refused("the URL's path is not valid text") from None
         return cls(scheme, host, port, path, name if port == default else f"{name}:{port}")
 
     def addresses(self) -> list[IPAddress]:
@@ -227,6 +258,18 @@ class Target:
             return [ipaddress.ip_address(self.host)]
         except ValueError:
             return []
+
+
+def _ascii_host(host: str) -> str:
+    """The host as DNS, the Host header and TLS name it: an IDNA name in its xn-- form."""
+    if not host:
+        raise Refused("the URL has no host")
+    if host.isascii():
+        return host
+    try:
+        return dns.name.from_text(host).to_text(omit_final_dot=True)
+    except (dns.exception.DNSException, UnicodeError):
+        raise Refused(f"{host} is not a valid host name") from None
 
 
 def _cut(fd: int, family: int) -> None:

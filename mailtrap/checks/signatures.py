@@ -29,6 +29,14 @@ MAX_AUTH_BYTES = 16 * 1024 * 1024
 MAX_FOLDED_LINES = 1000
 MAX_SIGNATURES = 10  # DKIM-Signature fields verified per message
 DNS_TIMEOUT = 5
+# dkimpy verifies RSA in pure Python, holding the GIL: a 16384-bit key with a 16384-bit
+# exponent costs 8 s per signature. RFC 8301 asks verifiers for 1024 to 4096 bits;
+# real exponents are 3 or 65537 (OpenSSL takes at most 64 bits).
+MAX_KEY_BITS = 8192
+MAX_EXPONENT_BITS = 64
+# What dkimpy raises, besides its own exceptions, on some malformed signatures
+# (int() of a t= of 5000 digits, i= equal to d=).
+DKIMPY_SLIPS = (ValueError, LookupError, TypeError, ArithmeticError)
 
 
 def _strip_trailing_whitespace(content: bytes) -> bytes:
@@ -124,14 +132,43 @@ class _KeyLookup:
         key = name.decode("ascii", "replace").rstrip(".").lower()
         if key in self.keys:
             self.sources[key] = "--dkim-key"
-            return self.keys[key].encode()
+            record = self.keys[key].encode()
+            _refuse_costly_key(key, record)
+            return record
         try:
             found = self.records.txt(key)
         except TempError as error:
             self.sources[key] = "temperror"
             raise dkim.DnsTimeoutError(str(error)) from None
         self.sources[key] = "dns" if found else "missing"
-        return found[0].encode() if found else None
+        if not found:
+            return None
+        record = found[0].encode()
+        _refuse_costly_key(key, record)
+        return record
+
+
+def _refuse_costly_key(name: str, record: bytes) -> None:
+    """Raise dkimpy's KeyFormatError for an RSA key too large to verify with in bounded time.
+
+    The record is read by dkimpy's own parser, so what is judged here is what it would use;
+    a record it cannot read is left for it to refuse.
+    """
+    try:
+        key = dkim.evaluate_pk(name, record)[0]
+    except (dkim.DKIMException, *DKIMPY_SLIPS):
+        return
+    if not isinstance(key, dict):  # Ed25519: 256 bits, always cheap
+        return
+    bits, exponent = key["modulus"].bit_length(), key["publicExponent"].bit_length()
+    if bits > MAX_KEY_BITS:
+        raise dkim.KeyFormatError(
+            f"the key at {name} has {bits} bits; Mailtrap verifies at most {MAX_KEY_BITS}"
+        )
+    if exponent > MAX_EXPONENT_BITS:
+        raise dkim.KeyFormatError(
+            f"the key at {name} has a {exponent}-bit exponent; real keys use 3 or 65537"
+        )
 
 
 class _Reasons:
@@ -190,6 +227,9 @@ def _verify_one(raw: bytes, index: int, records: Records, keys: dict[str, str]) 
         return _described(verifier, "fail", str(error), lookup)
     except dkim.DKIMException as error:
         return _described(verifier, "permerror", str(error), lookup)
+    except DKIMPY_SLIPS as error:
+        reason = f"the signature cannot be read ({type(error).__name__})"
+        return _described(verifier, "permerror", reason, lookup)
     if verified:
         return _described(verifier, "pass", "the signature verified", lookup)
     source = next(iter(lookup.sources.values()), "")
@@ -223,5 +263,7 @@ def verify_arc(raw: bytes, records: Records, keys: dict[str, str]) -> ArcResult:
         )
     except dkim.DKIMException as error:
         return ArcResult("fail", str(error))
+    except DKIMPY_SLIPS as error:
+        return ArcResult("fail", f"an ARC field cannot be read ({type(error).__name__})")
     names = {dkim.CV_Pass: "pass", dkim.CV_Fail: "fail", dkim.CV_None: "none"}
     return ArcResult(names.get(verdict, "fail"), str(comment))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,7 +18,7 @@ from mailtrap.config import Address
 PROTOCOL = "SPAMC/1.5"
 MAX_SPAM_BYTES = 500 * 1024  # spamc's default --max-size
 MAX_ANSWER_BYTES = 1024 * 1024  # a report is a few KB; more is not spamd
-TIMEOUT = 30.0  # seconds for one check; spamd takes a second or two
+TIMEOUT = 30.0  # seconds for one whole check, however slowly an answer trickles in
 
 
 class SpamdError(Exception):
@@ -60,7 +61,7 @@ class Spamd:
                 connection.sendall(request)
                 connection.sendall(message)
                 connection.shutdown(socket.SHUT_WR)
-                return _read_all(connection)
+                return _read_all(connection, time.monotonic() + self.timeout)
         except TimeoutError:
             raise SpamdError(f"spamd at {self.address} did not answer in time") from None
         except OSError as error:
@@ -68,10 +69,18 @@ class Spamd:
             raise SpamdError(f"cannot reach spamd at {self.address}: {reason}") from None
 
 
-def _read_all(connection: socket.socket) -> bytes:
+def _read_all(connection: socket.socket, deadline: float) -> bytes:
     pieces: list[bytes] = []
     size = 0
-    while chunk := connection.recv(64 * 1024):
+    while True:
+        # The socket's timeout bounds one recv; a byte every few seconds would go on for ever.
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        connection.settimeout(left)
+        chunk = connection.recv(64 * 1024)
+        if not chunk:
+            break
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
             raise SpamdError("spamd's answer is larger than any report")
