@@ -24,6 +24,7 @@ from smtp_receiver import DROP, Receiver
 
 from mailtrap import Server
 from mailtrap.config import Address
+from mailtrap.tls import self_signed_context
 
 
 @pytest.fixture
@@ -95,6 +96,27 @@ def test_release_delivers_per_domain_and_reports_state(make_server, tmp_path, dn
     assert rest == MESSAGE.replace(b"Message-ID: <orig@app.test>\r\n", b"").replace(
         b"Bcc: hidden@example.test\r\n", b""
     )
+
+
+def test_starttls_is_used_whenever_the_mx_offers_it_and_clear_text_otherwise(
+    make_server, tmp_path, dns, mx
+):
+    _zone, address = dns
+    # A self-signed certificate for another name: opportunistic TLS takes it all the same.
+    offers_tls = mx("127.0.0.2", tls_context=self_signed_context("not-the-mx.test"))
+    clear_only = mx("127.0.0.3")
+    server = relay_server(make_server, tmp_path, address, offers_tls.port)
+    message_id = send(server, MESSAGE)
+
+    release(server, message_id, ["a@example.test", "c@other.test"])
+    deliveries = wait_relay(server, message_id, settled)
+
+    assert states(deliveries) == {"a@example.test": "sent", "c@other.test": "sent"}
+    ((encrypted,), (clear,)) = offers_tls.wait_for(1), clear_only.wait_for(1)
+    assert (encrypted.rcpt_tos, encrypted.tls) == (["a@example.test"], True)
+    assert (clear.rcpt_tos, clear.tls) == (["c@other.test"], False)
+    # The same bytes either way.
+    assert encrypted.data.split(b"\r\n", 3)[3] == clear.data.split(b"\r\n", 3)[3]
 
 
 def test_mx_preference_fallback_and_each_address_in_turn(make_server, tmp_path, dns, mx):
