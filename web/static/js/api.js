@@ -75,3 +75,7 @@ export const deleteAll = () => request("DELETE", "api/v1/messages", { json: {}, 
 export const deleteSearch = (query) => request("DELETE", "api/v1/search", { params: { query }, as: "none" });
 
 export const webUIConfig = () => request("GET", "api/v1/webui");
+
+/** Mailpit's release: relay the message to `to` (addresses); refusals come back as ApiError. */
+export const releaseMessage = (messageId, to) =>
+  request("POST", `api/v1/message/${id(messageId)}/release`, { json: { To: to }, as: "none" });

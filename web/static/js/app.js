@@ -6,6 +6,7 @@ import { connectEvents } from "./events.js";
 import { count, plural } from "./format.js";
 import { bindKeys } from "./keyboard.js";
 import { MessageList } from "./list.js";
+import { relayFrame } from "./release.js";
 import { MessageView } from "./view.js";
 
 const PAGE_SIZE = 50;
@@ -135,6 +136,7 @@ let overflowed = false;
 // Frames are applied in batches: a burst of mail renders once. A timer rather
 // than requestAnimationFrame, so the title keeps counting in a background tab.
 function onEvent(frame) {
+  if (frame.Type === "relay") return relayFrame(frame.Data); // the open message's relay state
   if (pending.length >= MAX_PENDING) {
     overflowed = true;
     return;

@@ -4,6 +4,7 @@
 import * as api from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { addressList, fullTime, hue, initials, mediumTime, personName, size } from "./format.js";
+import { showRelay } from "./release.js";
 
 const TABS = ["html", "text", "source", "headers", "attachments"];
 const TAB_LABELS = { html: "HTML", text: "Text", source: "Source", headers: "Headers", attachments: "Attachments" };
@@ -195,6 +196,7 @@ export class MessageView {
     );
     this.renderToolbar();
     this.renderTags();
+    showRelay(this.element.querySelector(".message-head"), message); // relay state and the Release dialog
     if (!message) {
       this.panel.append(h("p", { class: "panel-note loading", text: "Loading…" }));
       return;
