@@ -15,30 +15,18 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
 import pytest
+import test_ui
 from api_client import Api
 from dns_server import ZoneResolver
 from relay_helpers import mx_config, start_relay
 from smtp_receiver import Receiver
-from test_ui import CHROMIUM, CHROMIUM_ARGS, watch_errors
+from test_ui import playwright_sync, pytestmark, watch_errors  # noqa: F401
 
 from mailtrap import Server
 from mailtrap.config import Address
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed: apt-get install chromium"
-)
-playwright_sync = pytest.importorskip("playwright.sync_api")
-Browser = playwright_sync.Browser
-Page = playwright_sync.Page
-expect = playwright_sync.expect
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+browser = test_ui.browser  # the inbox tests' fixture: one Chromium per module
+Browser, Page, expect = playwright_sync.Browser, playwright_sync.Page, playwright_sync.expect
 
 
 @pytest.fixture
