@@ -7,6 +7,7 @@ HTTP API (or lets auto-relay and forwarding choose it).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -286,3 +287,34 @@ def test_release_refuses_recipients_outside_the_allowlist_or_on_the_blocklist(
     )
     assert server.relay.deliveries(message_id) == []
     assert receiver.connections == 0
+
+
+def test_the_relay_route_long_polls_until_the_state_changes(make_server, tmp_path, dns, mx):
+    _zone, address = dns
+    receiver = mx("127.0.0.2")
+    server = relay_server(make_server, tmp_path, address, receiver.port)
+    message_id = send(server, plain("watched"))
+    api = Api(server)
+    path = f"/api/v1/message/{message_id}/relay"
+    before = api.ok("GET", path)
+    assert (before["ID"], before["Relay"]) == (message_id, [])
+
+    # A long poll that is answered by the release, not by its 20 s.
+    answers: list[dict] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(api.ok("GET", path, wait=20, changed=before["Version"]))
+    )
+    poll.start()
+    release(server, message_id, ["a@example.test"])
+    poll.join(20)
+
+    (changed,) = answers
+    assert changed["Version"] != before["Version"]
+    assert [d["Recipient"] for d in changed["Relay"]] == ["a@example.test"]
+    # Without wait (or with the version it already has) it answers at once.
+    settled_state = wait_relay(server, message_id, settled)
+    now = api.ok("GET", path)
+    assert now["Relay"] == settled_state
+    assert api.ok("GET", path, wait=0, changed=now["Version"])["Version"] == now["Version"]
+    assert api.request("GET", "/api/v1/message/nope/relay").status == 404
+    assert api.request("GET", path, wait="soon", changed="x").status == 400
