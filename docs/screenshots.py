@@ -4,7 +4,8 @@
 
 Starts a server on ephemeral ports with a throwaway database, fills it with a
 few realistic messages, and saves ``docs/inbox-{light,dark}.png`` and
-``docs/message-{light,dark}.png`` (1400x900) with Debian's headless Chromium.
+``docs/message-{light,dark}.png`` (1400x900) and ``docs/phone-{light,dark}.png``
+(390x844) with Debian's headless Chromium.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 VIEWPORT = {"width": 1400, "height": 900}
+PHONE = {"width": 390, "height": 844}
 MINUTE = 60
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
@@ -250,7 +252,11 @@ def older_messages() -> list[tuple[float, EmailMessage]]:
         "You have been invited to the sprint review on Thursday at 14:00.\n",
     )
     calendar.add_attachment(
-        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n",
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n"
+        b"SUMMARY:Sprint review\r\nDTSTART:20250313T130000Z\r\nDTEND:20250313T140000Z\r\n"
+        b"LOCATION:Room 4 / video call\r\nORGANIZER;CN=Dana Lee:mailto:dana@acme.test\r\n"
+        b"ATTENDEE;CN=Ann:mailto:ann@example.com\r\nATTENDEE;CN=Bob:mailto:bob@example.com\r\n"
+        b"ATTENDEE;CN=Carol:mailto:carol@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
         maintype="text",
         subtype="calendar",
         filename="invite.ics",
@@ -342,6 +348,17 @@ def shoot(base_url: str, scheme: str) -> None:
         page.mouse.move(0, 0)
         page.wait_for_timeout(300)
         page.screenshot(path=DOCS / f"message-{scheme}.png")
+        context.close()
+
+        # A phone: the invitation, its card and folded recipients.
+        context = browser.new_context(viewport=PHONE, color_scheme=scheme)  # type: ignore[arg-type]
+        page = context.new_page()
+        page.goto(base_url)
+        page.locator("#status[data-status=live]").wait_for()
+        open_message(page, "Invitation: Sprint review")
+        page.locator(".invite").wait_for()
+        page.wait_for_timeout(300)
+        page.screenshot(path=DOCS / f"phone-{scheme}.png")
         browser.close()
 
 
@@ -353,8 +370,9 @@ def main() -> int:
             for scheme in ("light", "dark"):
                 server.store.set_read(unread, False).result(timeout=10)  # as they arrived
                 shoot(server.http_url, scheme)
-    for name in ("inbox-light", "inbox-dark", "message-light", "message-dark"):
-        print(DOCS / f"{name}.png")
+    for name in ("inbox", "message", "phone"):
+        for scheme in ("light", "dark"):
+            print(DOCS / f"{name}-{scheme}.png")
     return 0
 
 

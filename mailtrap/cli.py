@@ -299,6 +299,24 @@ def main() -> None:
     default=None,
     help="TOML file that turns relay on: mode, allowlist, smarthost, rules (README: Relay).",
 )
+@option(
+    "--spamassassin",
+    type=ADDRESS,
+    default=None,
+    help="SpamAssassin's spamd [HOST:]PORT for the spam check (off by default).",
+)
+@option(
+    "--link-check-allow-private",
+    is_flag=True,
+    help="Let the link check request loopback, private, link-local and CGNAT addresses.",
+)
+@option(
+    "--dkim-key",
+    multiple=True,
+    metavar="DOMAIN:SELECTOR=FILE",
+    help="Verify DKIM signatures of DOMAIN with SELECTOR against this key (PEM or DKIM record) "
+    "instead of DNS; repeatable (environment: space-separated).",
+)
 def serve(**settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""
     logging.basicConfig(

@@ -106,6 +106,9 @@ class Config:
     http_max_streams: int = 100
     dns: Address | None = None  # None: the system's resolver (relay and checks)
     relay_config: Path | None = None  # a TOML file; None: relay is off
+    spamassassin: Address | None = None  # spamd for the spam check; None: not configured
+    link_check_allow_private: bool = False  # let the link check reach loopback and private nets
+    dkim_key: tuple[str, ...] = ()  # DOMAIN:SELECTOR=FILE, used instead of DNS for that key
 
     @property
     def db_path(self) -> Path:

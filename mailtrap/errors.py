@@ -21,3 +21,7 @@ class StorageError(MailtrapError):
 
 class MessageNotFound(StorageError):
     """No stored message has that ID."""
+
+
+class CheckError(MailtrapError):
+    """A message check cannot run: not configured, or not possible for this message."""

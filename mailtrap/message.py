@@ -23,6 +23,7 @@ from typing import Any
 from mailtrap.mime import PartInfo, header_fields, html_to_text
 from mailtrap.part_index import BytesSource, MessageSource, header_block
 from mailtrap.transfer_encoding import decoded
+from mailtrap.unsubscribe import check as check_unsubscribe
 
 
 def rfc3339(timestamp: float) -> str:
@@ -201,6 +202,8 @@ def message_detail(row: sqlite3.Row, message: MessageSource | bytes) -> dict[str
     found = bodies(source)
     headers = _first_values(header_block(source))
     unsubscribe = headers.get("list-unsubscribe", "")
+    post = headers.get("list-unsubscribe-post", "")
+    checked = check_unsubscribe(unsubscribe, post)
     return {
         "ID": fields["ID"],
         "MessageID": fields["MessageID"],
@@ -213,9 +216,9 @@ def message_detail(row: sqlite3.Row, message: MessageSource | bytes) -> dict[str
         "Subject": fields["Subject"],
         "ListUnsubscribe": {
             "Header": unsubscribe,
-            "Links": _unsubscribe_links(unsubscribe),
-            "Errors": "",
-            "HeaderPost": headers.get("list-unsubscribe-post", ""),
+            "Links": checked.links,
+            "Errors": ", ".join(checked.errors),
+            "HeaderPost": post,
         },
         # The Date header if it parses, else when the message arrived (as Mailpit).
         "Date": row["date"] or fields["Created"],
@@ -241,20 +244,6 @@ def _return_path(headers: dict[str, str], row: sqlite3.Row) -> str:
     """Return-Path header, else the envelope sender, else the From address."""
     header = headers.get("return-path", "").strip().strip("<>")
     return header or row["mail_from"] or row["from_address"] or ""
-
-
-# [^<>\s]: a link cannot run into the next "<", so each scan ends there (linear time).
-_UNSUBSCRIBE_LINK = re.compile(r"<\s*((?:mailto:|https?://)[^<>\s]+)\s*>", re.IGNORECASE)
-
-
-def _unsubscribe_links(header: str) -> list[str]:
-    """The mailto: and http(s) links of a List-Unsubscribe header (RFC 2369), one of each."""
-    links: list[str] = []
-    for link in _UNSUBSCRIBE_LINK.findall(header):
-        kind = link.split(":", 1)[0].lower().rstrip("s")
-        if all(other.split(":", 1)[0].lower().rstrip("s") != kind for other in links):
-            links.append(link)
-    return links
 
 
 def headers_map(message: MessageSource | bytes) -> dict[str, list[str]]:

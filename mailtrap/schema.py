@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from mailtrap.checks import cache as check_cache
 from mailtrap.mime import header_fields
 from mailtrap.part_index import create_tables, insert_part_index
 from mailtrap.relay import queue as relay_queue
@@ -101,6 +102,12 @@ def m004_parts(db: Database) -> None:
 def m005_relay(db: Database) -> None:
     """The relay queue: a row per recipient of each message to deliver."""
     relay_queue.create_tables(db.conn)
+
+
+@migrations()
+def m008_check_results(db: Database) -> None:
+    """Message checks (HTML, links, spam, authentication) cached per message."""
+    check_cache.create_table(db.conn)
 
 
 def prepare_database(path: Path) -> None:

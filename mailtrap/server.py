@@ -25,6 +25,7 @@ from mailtrap.tls import self_signed_context, server_context
 if TYPE_CHECKING:
     from flask import Flask
 
+    from mailtrap.checks.service import Checks
     from mailtrap.web.http_server import SelectorWSGIServer
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Server:
         self._http_thread: threading.Thread | None = None
         self.app: Flask | None = None
         self.relay: RelayService | None = None  # None: relay is not configured
+        self.checks: Checks | None = None
 
     def start(self) -> Server:
         """Open the store and start listening; returns once every port is bound."""
@@ -78,6 +80,10 @@ class Server:
         credentials = Credentials(config.smtp_auth_file) if config.smtp_auth_file else None
         tls_context = self._tls_context()
         settings = relay_config.load(config.relay_config) if config.relay_config else None
+        # Imported here, as Flask is: importing mailtrap stays light (lxml, dkimpy...).
+        from mailtrap.checks.service import Checks
+
+        self.checks = Checks(self.store, config)  # reads --dkim-key files: fails before opening
         self.login_gate = LoginGate(self.auth_throttle)
         self.store.open()
         try:

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from mailtrap.checks import cache as check_cache
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.events import EventHub
 from mailtrap.message import summary
@@ -274,6 +275,10 @@ class Store:
         """Call ``listener(IDs)`` (on the store's answer thread) when summaries are written."""
         self._parsed_listeners.append(listener)
 
+    def save_check(self, message_id: str, name: str, key: str, result: Any) -> Future[bool]:
+        """Cache a check result (JSON-able) of a message; gives False if the message is gone."""
+        return self._submit("save_check", message_id, name, key, json.dumps(result))
+
     def _submit(self, name: str, *args: Any) -> Future[Any]:
         if self._dispatcher is None:
             raise StorageError("the store is not open")
@@ -491,6 +496,12 @@ class Store:
             self._readers.token = token = _ThreadToken()
             weakref.finalize(token, _return_reader, self._idle_readers, conn)
         return conn
+
+    def cached_check(
+        self, message_id: str, name: str, key: str, max_age: float | None = None
+    ) -> Any | None:
+        """A cached check result with fingerprint ``key``, or None."""
+        return check_cache.load(self.reader, message_id, name, key, max_age)
 
     def count(self) -> int:
         return self.reader.execute("SELECT count(*) FROM messages").fetchone()[0]

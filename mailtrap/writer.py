@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from mailtrap.checks import cache as check_cache
 from mailtrap.part_index import write_part_index
 from mailtrap.relay import queue as relay_queue
 from mailtrap.rows import INSERT_ENVELOPE, UPDATE_SUMMARY, IncomingMessage, envelope_row
@@ -192,6 +193,10 @@ class Writer:
     def op_relay(self, name: str, *args: Any) -> Any:
         """A write to the relay queue (:data:`mailtrap.relay.queue.WRITES`)."""
         return relay_queue.WRITES[name](self.conn, *args)
+
+    def op_save_check(self, message_id: str, name: str, key: str, result: str) -> bool:
+        """Cache a check result of a message; False if the message is gone."""
+        return check_cache.save(self.conn, message_id, name, key, result)
 
     # -- batches -------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailtrap.errors import MessageNotFound
+from mailtrap.pytest_plugin.checks import LocalChecks
 from mailtrap.pytest_plugin.message import Envelope, Mail
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class LocalBackend:
 
     def messages_after(self, mark: int, known: dict[str, Mail]) -> list[Mail]:
         store = self.server.store
+        store_checks = self.server.checks
         found = []
         for row in store.reader.execute(_SELECT_AFTER, [mark]).fetchall():
             mail = known.get(row["id"])
@@ -116,7 +118,9 @@ class LocalBackend:
                     auth_user=row["auth_user"],
                 )
                 received = datetime.datetime.fromtimestamp(row["created"], datetime.UTC)
-                mail = known[row["id"]] = Mail(row["id"], raw, envelope, received, self)
+                checks = LocalChecks(store_checks) if store_checks is not None else None
+                mail = Mail(row["id"], raw, envelope, received, checks, relay_source=self)
+                known[row["id"]] = mail
             found.append(mail)
         return found
 

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from mailtrap import html_text
+from mailtrap.pytest_plugin.checks import AuthCheck, CheckSource, HtmlCheck, LinkCheck, SpamCheck
 from mailtrap.pytest_plugin.relay import SETTLED, Delivery, RelaySource, RelayWaitError
 from mailtrap.pytest_plugin.relay import deliveries as parse_deliveries
 from mailtrap.pytest_plugin.relay import wait_for_relay as wait_for_deliveries
@@ -108,12 +109,14 @@ class Mail:
         raw: bytes,
         envelope: Envelope,
         received: datetime.datetime | None = None,
+        checks: CheckSource | None = None,
         relay_source: RelaySource | None = None,
     ):
         self.id = id
         self.raw = raw
         self.envelope = envelope
         self.received = received
+        self._checks = checks
         self.relay_source = relay_source
 
     # -- the envelope -----------------------------------------------------------
@@ -297,6 +300,29 @@ class Mail:
             f"no match for {compiled.pattern!r} in message {self.id} ({self.subject!r}); "
             f"text body: {_excerpt(self.text or html_text.html_to_text(self.html))}"
         )
+
+    # -- checks, run by the server that captured the message --------------------
+
+    def html_check(self, refresh: bool = False) -> HtmlCheck:
+        """HTML and CSS support across mail clients (caniemail.com's data)."""
+        return HtmlCheck(self._check("html", refresh=refresh))
+
+    def link_check(self, follow: bool = False, refresh: bool = False) -> LinkCheck:
+        """The HTTP status of every link and image URL (``follow``: after redirects)."""
+        return LinkCheck(self._check("links", follow=follow, refresh=refresh))
+
+    def spam_check(self, refresh: bool = False) -> SpamCheck:
+        """SpamAssassin's score and rules (the server needs ``--spamassassin``)."""
+        return SpamCheck(self._check("spam", refresh=refresh))
+
+    def auth_check(self, refresh: bool = False) -> AuthCheck:
+        """DKIM, SPF, DMARC and ARC as a receiving MX would find them."""
+        return AuthCheck(self._check("auth", refresh=refresh))
+
+    def _check(self, name: str, **options: bool) -> object:
+        if self._checks is None:
+            raise RuntimeError(f"message {self.id} was not captured by a server that checks mail")
+        return self._checks.check(self.id, name, **options)
 
     # -- presentation -----------------------------------------------------------
 

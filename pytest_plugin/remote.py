@@ -20,6 +20,7 @@ from typing import Any
 
 from mailtrap.config import Address, parse_address
 from mailtrap.errors import ConfigError, MailtrapError
+from mailtrap.pytest_plugin.checks import HttpChecks
 from mailtrap.pytest_plugin.message import Envelope, Mail
 
 DEFAULT_SMTP_PORT = 1025
@@ -171,7 +172,10 @@ class HttpBackend:
                 auth_user=summary.get("Username") or None,
             )
             received = _timestamp(summary["Created"])
-            cached = known[summary["ID"]] = Mail(summary["ID"], raw, envelope, received, self)
+            checks = HttpChecks(self.api)
+            cached = known[summary["ID"]] = Mail(
+                summary["ID"], raw, envelope, received, checks, relay_source=self
+            )
         return cached
 
     def watch(self, mark: HttpMark) -> LongPollWatch:

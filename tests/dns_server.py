@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dnslib import QTYPE, RCODE, RR, DNSRecord
+from dnslib import QTYPE, RCODE, RR, TXT, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from mailtrap.config import Address
@@ -31,6 +31,18 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         records = RR.fromZone(textwrap.dedent(zone).strip())
         with self._lock:
             self._records.extend(records)
+
+    def add_txt(self, name: str, text: str, ttl: int = 60) -> None:
+        """A TXT record of any length: split into strings of 255 bytes, as DNS needs.
+
+        Zone-file syntax takes one quoted string of at most 255 bytes; a DKIM
+        key of 2048 bits or an SPF record with many terms is longer.
+        """
+        data = text.encode()
+        strings = [data[start : start + 255] for start in range(0, len(data), 255)] or [b""]
+        record = RR(name, QTYPE.TXT, rdata=TXT(strings), ttl=ttl)
+        with self._lock:
+            self._records.append(record)
 
     def fail(self, name: str) -> None:
         """Answer SERVFAIL for every query about ``name`` (a broken authoritative server)."""

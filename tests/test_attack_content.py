@@ -394,16 +394,18 @@ def test_an_over_limit_message_is_found_by_its_subject_and_sender(server: Server
 
 
 def test_the_message_view_reads_list_unsubscribe_in_linear_time():
-    # Every open of a message lists the links of its List-Unsubscribe header.
-    from mailtrap.message import _unsubscribe_links
+    # Every open of a message lists and checks the links of its List-Unsubscribe header.
+    from mailtrap.unsubscribe import check
 
     def links(header: bytes) -> None:
-        _unsubscribe_links(header.decode())
+        check(header.decode(), "List-Unsubscribe=One-Click")
 
     assert_linear(
         links,
         {
             "unclosed http links": (lambda n: b"<http://" * n, 2_000),
             "unclosed mailto links": (lambda n: b"< mailto:a" * n, 2_000),
+            "text between links": (lambda n: b"a<b>" * n, 2_000),
+            "unclosed comments": (lambda n: b"(<" * n, 2_000),
         },
     )

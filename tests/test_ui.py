@@ -143,7 +143,7 @@ def test_the_page_is_served_with_a_strict_content_security_policy(server: Server
     assert directives["style-src"] == "'self'"
     assert "unsafe" not in policy
     assert directives["frame-ancestors"] == "'none'"
-    assert '<script type="module" src="static/js/app.js">' in body
+    assert re.search(r'<script type="module" src="static/[0-9a-f]{12}/js/app.js">', body)
     assert "<script>" not in body and "style=" not in body  # nothing inline for the CSP to allow
 
 
@@ -275,7 +275,7 @@ def test_the_html_tab_renders_the_body_in_a_sandboxed_frame(page: Page, server: 
 
     page.get_by_role("tab", name="Text").click()
     expect(page.locator(".text-body")).to_have_text("Plain text body.\n")
-    page.get_by_role("tab", name="Source").click()
+    page.get_by_role("tab", name="Raw", exact=True).click()
     expect(page.locator(".source")).to_contain_text("Subject: Confirm")
     page.get_by_role("tab", name="Headers").click()
     expect(page.locator(".headers th", has_text="Subject")).to_be_visible()
@@ -429,7 +429,7 @@ def test_the_inbox_works_under_a_webroot(browser: Browser, make_server: Callable
         send(server, "Under a prefix", html="<h1>Prefixed</h1>")
         open_message(page, "Under a prefix")
         expect(page.frame_locator("iframe.html-frame").locator("h1")).to_have_text("Prefixed")
-        page.get_by_role("tab", name="Source").click()
+        page.get_by_role("tab", name="Raw", exact=True).click()
         expect(page.locator(".source")).to_contain_text("Subject: Under a prefix")
         assert errors == []
     finally:
@@ -473,7 +473,7 @@ def test_script_in_subject_name_filename_or_html_never_runs(page: Page, server: 
     expect(page.locator(".part-name")).to_have_text(filename)
     page.get_by_role("tab", name="Headers").click()
     expect(page.locator(".headers td", has_text="Mallory").first).to_be_visible()
-    page.get_by_role("tab", name="Source").click()
+    page.get_by_role("tab", name="Raw", exact=True).click()
     expect(page.locator(".source")).to_contain_text("mallory@evil.test")
 
     page.wait_for_timeout(200)  # time for anything that would run to have run

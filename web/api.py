@@ -29,7 +29,7 @@ from mailtrap.relay.watch import relay_state, wait_for_change
 from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse
 from mailtrap.store import Page
-from mailtrap.web import heavy_reads, security, views
+from mailtrap.web import heavy_reads, invites, security, thumbnails, views
 from mailtrap.web.downloads import attachment_headers
 from mailtrap.web.heavy_reads import heavy_read
 from mailtrap.web.params import int_arg, json_body, seconds_arg, time_zone
@@ -53,10 +53,12 @@ MAX_TAG_LENGTH = 100
 
 
 def register(app: Flask) -> None:
-    """Add the API routes, and the ``/view`` routes, to ``app``."""
+    """Add the API routes (thumbnails and invitations too), and the ``/view`` routes, to ``app``."""
     app.extensions["mailtrap_api_started"] = time.monotonic()
     heavy_reads.register(app)
     app.register_blueprint(bp)
+    thumbnails.register(app)
+    invites.register(app)
     views.register(app)
 
 

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
-from mailtrap.web import api, events, security, ui
+from mailtrap.web import api, checks_api, events, security, ui
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 
 def create_app(server: Server) -> Flask:
     """The app for one running :class:`mailtrap.Server` (its store, hub and settings)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # assets.py serves static/
     app.config["MAILTRAP_SERVER"] = server
     app.config["MAILTRAP_STOPPING"] = threading.Event()  # set on shutdown: long waits end
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep Mailpit's field order
     _register_error_handlers(app)
     security.register(app)  # first: its checks run before every other handler
     api.register(app)
+    checks_api.register(app)
     events.register(app)
     ui.register(app)
 

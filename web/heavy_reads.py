@@ -9,9 +9,10 @@ Streamed routes (``/raw``, ``/part``) hold one chunk each and are not bound.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Flask, current_app, jsonify
@@ -32,20 +33,38 @@ def slots(app: Flask) -> threading.BoundedSemaphore:
     return app.extensions[_EXTENSION]
 
 
+class Busy(Exception):
+    """No heavy-read slot freed up in time."""
+
+
+@contextlib.contextmanager
+def heavy_read_slot() -> Iterator[None]:
+    """A heavy-read slot for part of a request (raises :class:`Busy` if none frees up)."""
+    semaphore = slots(current_app)
+    if not semaphore.acquire(timeout=HEAVY_READ_WAIT):
+        raise Busy
+    try:
+        yield
+    finally:
+        semaphore.release()
+
+
+def busy_response() -> Any:
+    response = jsonify({"Error": "too many messages are being read at once; try again"})
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 def heavy_read(view: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``view`` in a heavy-read slot; 503 if none frees up in time."""
 
     @functools.wraps(view)
     def bounded(*args: Any, **kwargs: Any) -> Any:
-        semaphore = slots(current_app)
-        if not semaphore.acquire(timeout=HEAVY_READ_WAIT):
-            response = jsonify({"Error": "too many messages are being read at once; try again"})
-            response.status_code = 503
-            response.headers["Retry-After"] = str(RETRY_AFTER)
-            return response
         try:
-            return view(*args, **kwargs)
-        finally:
-            semaphore.release()
+            with heavy_read_slot():
+                return view(*args, **kwargs)
+        except Busy:
+            return busy_response()
 
     return bounded

@@ -285,6 +285,9 @@ class SelectorWSGIServer(BaseWSGIServer):
                 self._accept_resumes = now + ACCEPT_PAUSE
                 return
             sock.setblocking(False)
+            # Werkzeug writes a response's header and body apart: with Nagle's
+            # algorithm the body waited for the client's delayed ACK (40 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             limits = self.limits
             refusal = self.counts.try_add(
                 address[0], limits.max_connections_per_ip, limits.max_connections

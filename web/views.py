@@ -12,6 +12,9 @@ tab, the sandbox the inbox's iframe has: an opaque origin, no script, no form,
 no navigation of the top window, and no ``<meta http-equiv=refresh>`` (the HTML
 standard's "sandboxed automatic features" flag, which Chromium enforces).
 Popups stay allowed, as in the iframe, so a link the reader clicks opens.
+
+With ``?dl=1`` either body is a download (``{ID}.html``, ``{ID}.txt``), as the
+inbox offers it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, Response, abort, current_app, request
 
 from mailtrap.message import Bodies, bodies
+from mailtrap.web.downloads import attachment_headers
 from mailtrap.web.heavy_reads import heavy_read
 
 if TYPE_CHECKING:
@@ -70,15 +74,23 @@ def message_html(message_id: str) -> Any:
     response.headers["Content-Security-Policy"] = content_security_policy(remote_images=remote)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return _download(response, f"{message_id}.html")
 
 
 @bp.get("/<message_id>.txt")
 @heavy_read
 def message_text(message_id: str) -> Any:
-    _, found = _bodies(message_id)
+    message_id, found = _bodies(message_id)
     response = Response(found.text, content_type="text/plain; charset=utf-8")
     response.headers["X-Content-Type-Options"] = "nosniff"
+    return _download(response, f"{message_id}.txt")
+
+
+def _download(response: Response, filename: str) -> Response:
+    """With ``?dl=1`` (as ``/raw`` takes it), the body is saved as ``filename``."""
+    if request.args.get("dl") == "1":
+        disposition = attachment_headers(filename)["Content-Disposition"]
+        response.headers["Content-Disposition"] = disposition
     return response
 
 

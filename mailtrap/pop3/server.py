@@ -58,6 +58,7 @@ REFUSALS = {
     Refusal.CLIENT_FULL: b"-ERR [SYS/TEMP] too many connections from your address\r\n",
 }
 REPLY_IDLE = b"-ERR disconnected for inactivity\r\n"
+LINGER = 2.0  # seconds a closing session drops what the client still sends
 REPLY_SHUTDOWN = b"-ERR [SYS/TEMP] server shutting down\r\n"
 REPLY_INTERNAL = b"-ERR [SYS/TEMP] internal error, try again later\r\n"
 
@@ -288,6 +289,7 @@ class Pop3Connection(asyncio.Protocol):
                         line = await self._readline()
                 except TimeoutError:
                     self._write(REPLY_IDLE)
+                    await self._linger()
                     break
                 if line is None:
                     break
@@ -429,6 +431,26 @@ class Pop3Connection(asyncio.Protocol):
             self._input.clear()
             await self._input.wait()
         return None
+
+    async def _linger(self) -> None:
+        """Half-close, and drop what the client still sends for a moment.
+
+        Closing with a command of the client's unread makes the kernel answer
+        with a reset, which can destroy the reply just sent before the client
+        reads it (a client sending NOOP as its session times out).
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():  # not over TLS: the alert ends it there
+            transport.write_eof()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER):
+                while not self._closed:  # the client's FIN ends the connection
+                    self._buffer.clear()
+                    self._resume_reading()
+                    self._input.clear()
+                    await self._input.wait()
 
     def _resume_reading(self) -> None:
         if self._reading_paused and len(self._buffer) < MAX_BUFFERED // 4:

@@ -1,37 +1,56 @@
 // The inbox: state, data loading, live events, routing and keyboard.
 
 import * as api from "./api.js";
+import { Bulk } from "./bulk.js";
 import { $, h, replace } from "./dom.js";
 import { connectEvents } from "./events.js";
+import { confirmDialog, finishToast, toast } from "./feedback.js";
 import { count, plural } from "./format.js";
 import { bindKeys } from "./keyboard.js";
 import { MessageList } from "./list.js";
+import { notificationsPossible, notificationsWanted, notifyNew, setFaviconBadge, setNotifications } from "./notify.js";
 import { relayFrame } from "./release.js";
+import { Selection } from "./selection.js";
+import { bindThemeButton } from "./theme.js";
 import { MessageView } from "./view.js";
+import { showSmtpSettings } from "./welcome.js";
 
-const PAGE_SIZE = 50;
+const PAGE_SIZES = [25, 50, 100, 200];
+const PAGE_SIZE_COOKIE = "mailtrap_page_size"; // the server preloads the first page at this size
 const RELOAD_DELAY = 150; // ms: coalesces a burst of events into one reload
 const SEARCH_DELAY = 250; // ms after the last keystroke
+const UNDO_DELAY = 4000; // ms a delete waits for Undo before it is sent
 
 const state = {
   query: "",
   start: 0,
+  pageSize: storedPageSize(),
   messages: [], // the current page
   total: 0, // in the mailbox
   unread: 0, // in the mailbox
   matching: 0, // in the current list (search results or everything)
+  matchingUnread: 0,
   searchError: "", // why the server refused the query
   loaded: false,
+  offline: false,
 };
 
 const layout = $("#layout");
 const searchInput = $("#search");
-const list = new MessageList($("#list"), { onOpen: (id) => openMessage(id) });
+const selection = new Selection(() => bulk.render());
+const list = new MessageList($("#list"), {
+  onOpen: (id) => openMessage(id),
+  onSelect: (id, { range }) => select(id, range),
+});
+const bulk = new Bulk({ state, selection, list, refresh: () => scheduleReload(), deleteMessages, search, guard });
 const view = new MessageView($("#view"), {
   onBack: () => closeMessage(),
   onDelete: (id) => deleteMessages([id]),
   onToggleRead: (id) => toggleRead(id),
-  onTag: (tag) => search(/[\s"]/.test(tag) ? `tag:"${tag.replaceAll('"', "")}"` : `tag:${tag}`),
+  onTag: (tag) => bulk.filterByTag(tag),
+  onAddTag: (summary) => bulk.tagMessages([summary]),
+  onRemoveTag: (summary, tag) => bulk.retag([summary], tag, false),
+  onLoaded: (summary) => showRead(find(summary.ID) || summary, true),
 });
 
 // -- loading ------------------------------------------------------------------
@@ -53,7 +72,7 @@ async function load() {
     data = await api.listMessages({
       query: state.query,
       start: state.start,
-      limit: PAGE_SIZE,
+      limit: state.pageSize,
       signal: controller.signal,
     });
   } catch (error) {
@@ -62,22 +81,27 @@ async function load() {
       // A query the server cannot parse (often one still being typed): say so in place.
       Object.assign(state, { messages: [], matching: 0, searchError: error.message, loaded: true });
       render();
-    } else {
+    } else if (!error.offline) {
       toast(`Could not load messages: ${error.message}`);
     }
     return;
   } finally {
     if (loadController === controller) loadController = null;
   }
+  // Messages waiting out their Undo stay out of sight.
+  const hidden = pendingDelete ? pendingDelete.ids : new Set();
+  const shown = (data.messages || []).filter((message) => !hidden.has(message.ID));
+  const unreadHidden = pendingDelete ? pendingDelete.unread : 0;
   state.searchError = "";
-  state.messages = data.messages || [];
-  state.total = data.total ?? 0;
-  state.unread = data.unread ?? 0;
-  state.matching = data.messages_count ?? state.messages.length;
+  state.messages = shown;
+  state.total = Math.max(0, (data.total ?? 0) - hidden.size);
+  state.unread = Math.max(0, (data.unread ?? 0) - unreadHidden);
+  state.matching = Math.max(0, (data.messages_count ?? shown.length) - hidden.size);
+  state.matchingUnread = Math.max(0, (data.messages_unread ?? 0) - unreadHidden);
   state.loaded = true;
   if (state.start > 0 && state.start >= state.matching) {
     // The page emptied under us (deletions): show the last one that has mail.
-    state.start = Math.max(0, Math.floor((state.matching - 1) / PAGE_SIZE) * PAGE_SIZE);
+    state.start = Math.max(0, Math.floor((state.matching - 1) / state.pageSize) * state.pageSize);
     return load();
   }
   render();
@@ -93,6 +117,7 @@ function scheduleReload() {
 function render() {
   list.render(state.messages, fresh);
   fresh = new Set();
+  selection.keepOnly(new Set(state.messages.map((message) => message.ID)));
   // Until someone moves it, the cursor stays on the newest message.
   if (!cursorMoved || !state.messages.some((message) => message.ID === list.cursorId)) {
     list.setCursor(state.messages.length ? state.messages[0].ID : null);
@@ -114,17 +139,39 @@ function render() {
   $("#count").textContent = state.query
     ? `${plural(state.matching, "result")}`
     : `${plural(state.total, "message")}${state.unread ? ` · ${count(state.unread)} unread` : ""}`;
+  renderPager();
+  // During a search the top bar's actions touch the results only, and say how many.
+  const deleteLabel = state.query ? `Delete ${plural(state.matching, "result")}` : "Delete all";
+  $("#delete-all .label").textContent = deleteLabel;
+  $("#delete-all").title = state.query ? `Delete the ${plural(state.matching, "matching message")}` : "Delete every message";
+  $("#delete-all").disabled = state.offline || (state.query ? state.matching === 0 : state.total === 0);
+  const unreadInScope = state.query ? state.matchingUnread : state.unread;
+  $("#mark-all-read .label").textContent = state.query ? `Mark ${count(unreadInScope)} read` : "Mark all read";
+  $("#mark-all-read").title = state.query
+    ? `Mark the ${plural(unreadInScope, "unread result")} read`
+    : "Mark every message read";
+  $("#mark-all-read").disabled = state.offline || unreadInScope === 0;
+  document.title = state.unread ? `(${count(state.unread)}) Mailtrap` : "Mailtrap";
+  setFaviconBadge(state.unread);
+  bulk.render();
+}
+
+function renderPager() {
+  const size = state.pageSize;
   const first = state.matching ? state.start + 1 : 0;
   const last = Math.min(state.start + state.messages.length, state.matching);
-  $("#range").textContent =
-    state.matching > PAGE_SIZE ? `${count(first)}–${count(last)} of ${count(state.matching)}` : "";
+  const paged = state.matching > size;
+  $("#range").textContent = paged ? `${count(first)}–${count(last)} of ${count(state.matching)}` : "";
   $("#prev-page").disabled = state.start === 0;
-  $("#next-page").disabled = state.start + PAGE_SIZE >= state.matching;
-  $("#prev-page").hidden = $("#next-page").hidden = state.matching <= PAGE_SIZE;
-  $("#delete-all .label").textContent = state.query ? "Delete results" : "Delete all";
-  $("#delete-all").disabled = state.query ? state.matching === 0 : state.total === 0;
-  $("#mark-all-read").disabled = state.unread === 0;
-  document.title = state.unread ? `(${count(state.unread)}) Mailtrap` : "Mailtrap";
+  $("#next-page").disabled = state.start + size >= state.matching;
+  $("#prev-page").hidden = $("#next-page").hidden = !paged;
+  const pages = Math.max(1, Math.ceil(state.matching / size));
+  $("#page-jump").hidden = pages === 1;
+  const number = $("#page-number");
+  number.max = String(pages);
+  if (document.activeElement !== number) number.value = String(Math.floor(state.start / size) + 1);
+  $("#page-count").textContent = `of ${count(pages)}`;
+  $("#list-foot").hidden = !state.loaded || state.matching === 0;
 }
 
 // -- live events --------------------------------------------------------------
@@ -151,6 +198,7 @@ function applyEvents() {
   if (overflowed) {
     overflowed = false;
     load();
+    bulk.refreshTags();
     return;
   }
   for (const frame of frames) applyEvent(frame);
@@ -162,48 +210,83 @@ function applyEvent({ Type: type, Data: data }) {
   if (type === "new" && data && data.ID) {
     state.total += 1;
     if (!data.Read) state.unread += 1;
+    notifyNew(data, (id) => openById(id));
+    if ((data.Tags || []).length) bulk.refreshTags();
     if (!state.query && state.start === 0) {
       if (!state.messages.some((message) => message.ID === data.ID)) {
         state.messages.unshift(data);
-        state.messages.length = Math.min(state.messages.length, PAGE_SIZE);
+        state.messages.length = Math.min(state.messages.length, state.pageSize);
         state.matching += 1;
+        if (!data.Read) state.matchingUnread += 1;
         fresh.add(data.ID);
       }
     } else {
       scheduleReload(); // a search or a later page: the server knows where it goes
     }
   } else if (type === "delete" && data && data.ID) {
-    const shown = state.messages.some((message) => message.ID === data.ID);
-    state.messages = state.messages.filter((message) => message.ID !== data.ID);
+    const message = find(data.ID);
+    state.messages = state.messages.filter((each) => each.ID !== data.ID);
+    if (message && (message.Tags || []).length) bulk.refreshTags();
     if (view.openId === data.ID) closeMessage({ note: "This message was deleted", history: "replace" });
     // A gap in this page to refill, or a later page whose messages shifted. Old
     // mail pruned off the end of the first page needs nothing: "stats" recounts.
-    if (shown || state.start > 0 || state.query) scheduleReload();
+    if (message || state.start > 0 || state.query) scheduleReload();
   } else if (type === "update" && data && data.ID) {
-    const message = state.messages.find((item) => item.ID === data.ID);
-    if (!message) return; // not on this page: "stats" carries the new counts
+    if (Array.isArray(data.Tags)) bulk.refreshTags();
+    const message = find(data.ID);
+    if (!message) {
+      if (state.query) scheduleReload(); // it may match now, or no longer
+      return; // not on this page: "stats" carries the new counts
+    }
     if (typeof data.Read === "boolean" && data.Read !== message.Read) {
       message.Read = data.Read;
       state.unread = Math.max(0, state.unread + (data.Read ? -1 : 1));
+      state.matchingUnread = Math.max(0, state.matchingUnread + (data.Read ? -1 : 1));
     }
     if (Array.isArray(data.Tags)) message.Tags = data.Tags;
     view.update(message);
   } else if (type === "truncate") {
-    Object.assign(state, { messages: [], total: 0, unread: 0, matching: 0, start: 0 });
+    Object.assign(state, { messages: [], total: 0, unread: 0, matching: 0, matchingUnread: 0, start: 0 });
     if (view.openId) closeMessage({ note: "This message was deleted", history: "replace" });
+    bulk.refreshTags();
     scheduleReload();
   } else if (type === "stats" && data && typeof data.Total === "number") {
-    state.total = data.Total;
-    if (typeof data.Unread === "number") state.unread = data.Unread;
+    state.total = Math.max(0, data.Total - (pendingDelete ? pendingDelete.ids.size : 0));
+    if (typeof data.Unread === "number") state.unread = Math.max(0, data.Unread - (pendingDelete ? pendingDelete.unread : 0));
   }
 }
 
+let socketLive = false;
+
 function onStatus(status, { reconnected }) {
+  socketLive = status === "live";
   const element = $("#status");
   element.dataset.status = status;
   element.querySelector(".status-text").textContent = status === "live" ? "Live" : "Reconnecting…";
   element.title = status === "live" ? "New mail appears as it arrives" : "Lost the connection to the server; retrying";
-  if (reconnected) load(); // whatever happened while away
+  setOffline(!socketLive || !api.reachability.reachable);
+  if (reconnected) {
+    load(); // whatever happened while away
+    bulk.refreshTags();
+  }
+}
+
+/** Offline: actions that need the server are blocked and say so; the page keeps retrying. */
+function setOffline(offline) {
+  if (offline === state.offline) return;
+  state.offline = offline;
+  document.body.classList.toggle("offline", offline);
+  $("#offline-banner").hidden = !offline;
+  for (const button of document.querySelectorAll("[data-needs-server]")) button.disabled = offline;
+  if (!offline) view.retry();
+  render();
+}
+
+/** False (and a word why) when the server is away: the callers' actions wait for it. */
+function guard() {
+  if (!state.offline) return true;
+  toast("The server cannot be reached: try again when it is back.");
+  return false;
 }
 
 // -- actions ------------------------------------------------------------------
@@ -217,6 +300,11 @@ function currentId(inView) {
   return view.openId && (inView || !list.cursorId) ? view.openId : list.cursorId;
 }
 
+function select(id, range) {
+  if (range) selection.extend(id, state.messages.map((message) => message.ID));
+  else selection.toggle(id);
+}
+
 function openMessage(id, { push = true } = {}) {
   const summary = find(id);
   if (!summary) return;
@@ -225,9 +313,13 @@ function openMessage(id, { push = true } = {}) {
   list.setOpen(id);
   layout.classList.add("show-message");
   view.open({ ...summary });
-  // Fetching a message marks it read on the server (as in Mailpit): show that now.
-  if (!summary.Read) showRead(summary, true);
   if (push) navigate({ id });
+}
+
+function openById(id) {
+  if (find(id)) return openMessage(id);
+  navigate({ id });
+  applyLocation();
 }
 
 /** history: "push" (a step back is possible), "replace" (the message is gone) or "none". */
@@ -244,11 +336,13 @@ function showRead(summary, read) {
   if (summary.Read === read) return;
   summary.Read = read;
   state.unread = Math.max(0, state.unread + (read ? -1 : 1));
+  state.matchingUnread = Math.max(0, state.matchingUnread + (read ? -1 : 1));
   render();
   view.update(summary);
 }
 
 async function setRead(summary, read) {
+  if (!guard()) return;
   showRead(summary, read);
   try {
     await api.setRead([summary.ID], read);
@@ -263,34 +357,59 @@ function toggleRead(id) {
   if (summary) setRead(summary, !summary.Read);
 }
 
-async function deleteMessages(ids) {
+// A delete is shown at once and sent after UNDO_DELAY, unless Undo is pressed.
+let pendingDelete = null; // {ids: Set, unread: number}
+
+function deleteMessages(ids) {
+  if (!guard()) return;
+  finishToast(); // an earlier delete still waiting is sent now
   const doomed = new Set(ids);
   const index = state.messages.findIndex((message) => doomed.has(message.ID));
   const keep = state.messages.filter((message) => !doomed.has(message.ID));
   // The cursor stays in place: on the next (older) message, or the one before.
   const neighbour = keep[Math.min(Math.max(index, 0), keep.length - 1)];
   const removed = state.messages.length - keep.length;
-  state.unread -= state.messages.filter((message) => doomed.has(message.ID) && !message.Read).length;
+  const unread = state.messages.filter((message) => doomed.has(message.ID) && !message.Read).length;
+  state.unread -= unread;
+  state.matchingUnread = Math.max(0, state.matchingUnread - unread);
   state.total -= removed;
   state.matching -= removed;
   state.messages = keep;
   if (view.openId && doomed.has(view.openId)) closeMessage({ history: "replace" });
   list.setCursor(neighbour ? neighbour.ID : null, { scroll: true });
   render();
-  try {
-    await api.deleteMessages(ids);
-  } catch (error) {
-    toast(`Could not delete: ${error.message}`);
-  }
-  scheduleReload();
+  const mine = (pendingDelete = { ids: doomed, unread });
+  const send = async () => {
+    if (pendingDelete !== mine) return;
+    try {
+      await api.deleteMessages([...doomed]);
+    } catch (error) {
+      toast(`Could not delete: ${error.message}`);
+    } finally {
+      if (pendingDelete === mine) pendingDelete = null;
+    }
+    scheduleReload();
+  };
+  toast(`Deleted ${plural(doomed.size, "message")}`, {
+    duration: UNDO_DELAY,
+    action: {
+      label: "Undo",
+      run: () => {
+        if (pendingDelete === mine) pendingDelete = null;
+        load();
+      },
+    },
+    onExpire: send,
+  });
 }
 
 async function deleteEverything() {
+  if (!guard()) return;
   const what = state.query ? plural(state.matching, "matching message") : plural(state.total, "message");
   const confirmed = await confirmDialog({
     title: state.query ? "Delete the search results?" : "Delete every message?",
     text: `${what} will be deleted for good.`,
-    ok: state.query ? "Delete results" : "Delete all",
+    ok: state.query ? `Delete ${plural(state.matching, "result")}` : "Delete all",
   });
   if (!confirmed) return;
   try {
@@ -299,20 +418,23 @@ async function deleteEverything() {
   } catch (error) {
     toast(`Could not delete: ${error.message}`);
   }
+  selection.clear();
   if (view.openId) closeMessage({ history: "replace" });
   load();
 }
 
 async function markAllRead() {
+  if (!guard()) return;
   for (const message of state.messages) message.Read = true;
-  state.unread = 0;
+  if (!state.query) state.unread = 0;
+  state.matchingUnread = 0;
   render();
   const open = find(view.openId);
   if (open) view.update(open);
   try {
-    await api.markAllRead();
+    await api.setReadAll(true, state.query);
   } catch (error) {
-    toast(`Could not mark all read: ${error.message}`);
+    toast(`Could not mark read: ${error.message}`);
   }
   scheduleReload();
 }
@@ -328,8 +450,10 @@ function runSearch({ push = false } = {}) {
   if (query === state.query) return;
   state.query = query;
   state.start = 0;
+  selection.clear();
   list.element.scrollTop = 0;
   navigate({ q: query }, { replace: !push });
+  bulk.renderTagBar();
   load();
 }
 
@@ -337,24 +461,56 @@ function runSearch({ push = false } = {}) {
 function goToPage(start) {
   if (start < 0 || (start >= state.matching && start > 0) || start === state.start) return null;
   state.start = start;
+  selection.clear();
   list.element.scrollTop = 0;
   return load();
 }
 
-/** Move the cursor; past either end of the page, onto the next or previous page. */
+/** Move the cursor; past either end of the page, onto the next or previous page.
+ * With a message open, the message under the cursor opens. */
 async function moveCursor(delta) {
   cursorMoved = true;
+  const opened = Boolean(view.openId);
   const index = state.messages.findIndex((message) => message.ID === list.cursorId);
   const target = index + delta;
+  let landing = null;
   if (target >= 0 && target < state.messages.length) {
-    list.setCursor(state.messages[target].ID, { scroll: true });
-    return;
+    landing = state.messages[target];
+  } else {
+    const size = state.pageSize;
+    const page = target < 0 ? goToPage(state.start - size) : goToPage(state.start + size);
+    if (!page) return;
+    await page;
+    landing = target < 0 ? state.messages.at(-1) : state.messages[0];
   }
-  const page = target < 0 ? goToPage(state.start - PAGE_SIZE) : goToPage(state.start + PAGE_SIZE);
-  if (!page) return;
-  await page;
-  const landing = target < 0 ? state.messages.at(-1) : state.messages[0];
-  if (landing) list.setCursor(landing.ID, { scroll: true });
+  if (!landing) return;
+  list.setCursor(landing.ID, { scroll: true });
+  if (opened) openMessage(landing.ID);
+}
+
+function storedPageSize() {
+  try {
+    const size = Number(localStorage.getItem("mailtrap.pageSize"));
+    return PAGE_SIZES.includes(size) ? size : 50;
+  } catch {
+    return 50;
+  }
+}
+
+function setPageSize(size) {
+  if (!PAGE_SIZES.includes(size) || size === state.pageSize) return;
+  // The first message shown stays on the page shown.
+  state.start = Math.floor(state.start / size) * size;
+  state.pageSize = size;
+  try {
+    localStorage.setItem("mailtrap.pageSize", String(size));
+  } catch {
+    // storage disabled: the choice lasts until reload
+  }
+  const path = new URL(".", document.baseURI).pathname;
+  document.cookie = `${PAGE_SIZE_COOKIE}=${size}; path=${path}; max-age=31536000; SameSite=Strict`;
+  selection.clear();
+  load();
 }
 
 // -- URL ------------------------------------------------------------------------
@@ -380,6 +536,7 @@ async function applyLocation() {
     searchInput.value = query;
     state.query = query;
     state.start = 0;
+    bulk.renderTagBar();
     await load();
   }
   const id = params.get("id");
@@ -392,62 +549,14 @@ async function applyLocation() {
         const message = await api.getMessage(id);
         layout.classList.add("show-message");
         view.open({ ...message, Created: message.Date, Read: true });
-      } catch {
-        closeMessage({ note: "That message no longer exists", history: "none" });
+      } catch (error) {
+        const note = error.offline ? "The server cannot be reached" : "That message no longer exists";
+        closeMessage({ note, history: "none" });
       }
     }
   } else if (!id && view.openId) {
     closeMessage({ history: "none" });
   }
-}
-
-// -- little pieces ----------------------------------------------------------------
-
-let toastTimer = null;
-
-function toast(text) {
-  const element = $("#toast");
-  element.textContent = text;
-  element.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => (element.hidden = true), 5000);
-}
-
-function confirmDialog({ title, text, ok }) {
-  const dialog = $("#confirm-dialog");
-  $("#confirm-title").textContent = title;
-  $("#confirm-text").textContent = text;
-  $("#confirm-ok").textContent = ok;
-  dialog.returnValue = "";
-  dialog.showModal();
-  return new Promise((resolve) =>
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true }),
-  );
-}
-
-async function showSmtpSettings() {
-  let config;
-  try {
-    config = await api.webUIConfig();
-  } catch {
-    return; // the page still works; the welcome card just lacks the address
-  }
-  const smtp = config.SMTP || {};
-  // A wildcard bind is reached by the name this page was loaded from.
-  const host = !smtp.Host || ["0.0.0.0", "::", "[::]"].includes(smtp.Host) ? location.hostname : smtp.Host;
-  const hostText = host.includes(":") ? `[${host}]` : host;
-  $("#smtp-host").textContent = host;
-  $("#smtp-port").textContent = String(smtp.Port ?? "");
-  $("#smtp-tls").textContent = smtp.RequireTLS ? "STARTTLS (required)" : smtp.STARTTLS ? "STARTTLS (optional)" : "None";
-  $("#smtp-auth").textContent = smtp.Auth
-    ? "The configured user names and passwords"
-    : "Any user name and password, or none";
-  $("#smtp-example").textContent = [
-    "printf 'Subject: Hello\\n\\nIt works.\\n' |",
-    `  curl -sS smtp://${hostText}:${smtp.Port} \\`,
-    "    --mail-from app@example.com --mail-rcpt you@example.com -T -",
-  ].join("\n");
-  if (config.Label) document.querySelector(".brand-name").textContent = `Mailtrap · ${config.Label}`;
 }
 
 // -- start ----------------------------------------------------------------------
@@ -463,11 +572,25 @@ function start() {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(runSearch, SEARCH_DELAY);
   });
-  $("#prev-page").addEventListener("click", () => goToPage(state.start - PAGE_SIZE));
-  $("#next-page").addEventListener("click", () => goToPage(state.start + PAGE_SIZE));
+  $("#prev-page").addEventListener("click", () => goToPage(state.start - state.pageSize));
+  $("#next-page").addEventListener("click", () => goToPage(state.start + state.pageSize));
+  const sizeSelect = $("#page-size");
+  sizeSelect.value = String(state.pageSize);
+  sizeSelect.addEventListener("change", () => setPageSize(Number(sizeSelect.value)));
+  $("#page-jump").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const pages = Math.max(1, Math.ceil(state.matching / state.pageSize));
+    const number = Math.min(pages, Math.max(1, Math.round(Number($("#page-number").value) || 1)));
+    $("#page-number").value = String(number);
+    goToPage((number - 1) * state.pageSize);
+  });
   $("#delete-all").addEventListener("click", deleteEverything);
   $("#mark-all-read").addEventListener("click", markAllRead);
   $("#shortcuts-button").addEventListener("click", () => $("#shortcuts-dialog").showModal());
+  $("#retry-now").addEventListener("click", () => {
+    events.retryNow();
+    load();
+  });
   $("#copy-example").addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText($("#smtp-example").textContent);
@@ -476,6 +599,9 @@ function start() {
       toast("Copying is not allowed here: select the text instead");
     }
   });
+  bindThemeButton($("#theme-button"));
+  bindNotifyButton($("#notify-button"));
+  bulk.bind();
   // The search syntax hint does not fit a phone's search box.
   const narrow = matchMedia("(max-width: 760px)");
   const wide = searchInput.placeholder;
@@ -490,16 +616,28 @@ function start() {
       next: () => moveCursor(1),
       previous: () => moveCursor(-1),
       open: () => list.cursorId && openMessage(list.cursorId),
-      remove: ({ inView }) => currentId(inView) && deleteMessages([currentId(inView)]),
+      remove: ({ inView }) => {
+        if (!inView && (selection.size || selection.all)) bulk.deleteSelected();
+        else if (currentId(inView)) deleteMessages([currentId(inView)]);
+      },
       toggleRead: ({ inView }) => currentId(inView) && toggleRead(currentId(inView)),
+      select: () => list.cursorId && selection.toggle(list.cursorId),
+      tag: ({ inView }) => {
+        if (!inView && (selection.size || selection.all)) bulk.tagSelected();
+        else if (find(currentId(inView))) bulk.tagMessages([find(currentId(inView))]);
+      },
       search: () => {
         searchInput.focus();
         searchInput.select();
       },
-      newerPage: () => goToPage(state.start - PAGE_SIZE),
-      olderPage: () => goToPage(state.start + PAGE_SIZE),
+      newerPage: () => goToPage(state.start - state.pageSize),
+      olderPage: () => goToPage(state.start + state.pageSize),
       tab: ({ key }) => view.selectTabNumber(Number(key)),
-      escape: () => (view.openId ? closeMessage() : state.query && search("")),
+      escape: () => {
+        if (view.openId) closeMessage();
+        else if (selection.size || selection.all) selection.clear();
+        else if (state.query) search("");
+      },
       help: () => $("#shortcuts-dialog").showModal(),
       leaveSearch: () => {
         if (searchInput.value) search("");
@@ -508,11 +646,38 @@ function start() {
     },
   });
   window.addEventListener("popstate", applyLocation);
+  // A delete waiting for Undo is sent as the page goes.
+  window.addEventListener("pagehide", () => {
+    if (pendingDelete) api.deleteOnUnload([...pendingDelete.ids]);
+  });
+  api.reachability.onChange = (reachable) => {
+    if (reachable && !socketLive) events.retryNow();
+    setOffline(!reachable || !socketLive);
+  };
   setInterval(() => list.refreshTimes(), 30000);
 
   applyLocation();
-  showSmtpSettings();
-  connectEvents({ onEvent, onStatus });
+  bulk.refreshTags();
+  // Not needed for the first rows: after them.
+  setTimeout(showSmtpSettings, 0);
 }
 
+function bindNotifyButton(button) {
+  if (!notificationsPossible()) return;
+  button.hidden = false;
+  const show = () => {
+    const on = notificationsWanted();
+    button.setAttribute("aria-pressed", String(on));
+    button.title = on ? "Notifications for new mail: on" : "Notify me of new mail";
+    button.setAttribute("aria-label", "Notifications for new mail");
+  };
+  show();
+  button.addEventListener("click", async () => {
+    const on = await setNotifications(!notificationsWanted());
+    if (!on && Notification.permission === "denied") toast("The browser blocks notifications for this page.");
+    show();
+  });
+}
+
+const events = connectEvents({ onEvent, onStatus });
 start();

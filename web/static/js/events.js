@@ -5,7 +5,7 @@ const FIRST_DELAY = 500;
 const MAX_DELAY = 15000;
 
 /**
- * connect({onEvent(frame), onStatus("live"|"offline", {reconnected})}) -> {close()}
+ * connect({onEvent(frame), onStatus("live"|"offline", {reconnected})}) -> {retryNow(), close()}
  * After a reconnection the caller should reload: events may have been missed.
  */
 export function connectEvents({ onEvent, onStatus }) {
@@ -64,6 +64,7 @@ export function connectEvents({ onEvent, onStatus }) {
 
   open();
   return {
+    retryNow,
     close() {
       closed = true;
       clearTimeout(timer);

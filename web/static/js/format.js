@@ -1,12 +1,17 @@
 // Formatting for display: names, sizes and times, as plain strings.
 
-const numberFormat = new Intl.NumberFormat();
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const weekdayFormat = new Intl.DateTimeFormat(undefined, { weekday: "short" });
-const dayFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
-const fullDayFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
-const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
-const mediumFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+// Made on first use: each costs milliseconds to build, and the first screen needs few.
+const lazy = (make) => {
+  let value = null;
+  return { format: (x) => (value ||= make()).format(x) };
+};
+const numberFormat = lazy(() => new Intl.NumberFormat());
+const timeFormat = lazy(() => new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" }));
+const weekdayFormat = lazy(() => new Intl.DateTimeFormat(undefined, { weekday: "short" }));
+const dayFormat = lazy(() => new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" }));
+const fullDayFormat = lazy(() => new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" }));
+const fullFormat = lazy(() => new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" }));
+const mediumFormat = lazy(() => new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }));
 
 // Dates come from mail headers: an unparsable one shows as nothing, not as an error.
 const valid = (iso) => !Number.isNaN(new Date(iso).getTime());

@@ -12,6 +12,8 @@ const KEYS = {
   Backspace: "remove", // the Mac's "delete" key
   "#": "remove",
   r: "toggleRead",
+  x: "select",
+  t: "tag",
   "/": "search",
   "[": "newerPage",
   "]": "olderPage",
@@ -20,6 +22,7 @@ const KEYS = {
   3: "tab",
   4: "tab",
   5: "tab",
+  6: "tab",
   Escape: "escape",
   "?": "help",
 };

@@ -3,17 +3,44 @@
 
 import { h, icon } from "./dom.js";
 import { fullTime, personName, relativeTime } from "./format.js";
+import { paint } from "./tags.js";
 
 export class MessageList {
-  constructor(element, { onOpen }) {
+  /** onOpen(id); onSelect(id, {range}): a checkbox, Ctrl/Cmd-click or Shift-click. */
+  constructor(element, { onOpen, onSelect }) {
     this.element = element;
     this.rows = new Map(); // ID -> row element
     this.cursorId = null;
     this.openId = null;
     element.addEventListener("click", (event) => {
       const row = event.target.closest(".row");
-      if (row) onOpen(row.dataset.id);
+      if (!row) return;
+      const box = event.target.closest(".select");
+      if (box || event.ctrlKey || event.metaKey || event.shiftKey) {
+        if (!box) event.preventDefault();
+        onSelect(row.dataset.id, { range: event.shiftKey });
+        return;
+      }
+      onOpen(row.dataset.id);
     });
+    // The full date of a row is its time's tooltip, made when first pointed at.
+    element.addEventListener("mouseover", (event) => {
+      const time = event.target.closest && event.target.closest("time[datetime]");
+      if (time && !time.title) time.title = fullTime(time.dateTime);
+    });
+    // Shift-click would select the page's text too.
+    element.addEventListener("mousedown", (event) => {
+      if (event.shiftKey) event.preventDefault();
+    });
+  }
+
+  /** Tick the rows of `selection` (an object with has(id)). */
+  showSelection(selection) {
+    for (const [id, row] of this.rows) {
+      const selected = selection.has(id);
+      row.classList.toggle("selected", selected);
+      row.setAttribute("aria-selected", String(selected));
+    }
   }
 
   /** Show `messages` in order; `fresh` IDs get a brief highlight (they just arrived). */
@@ -41,12 +68,10 @@ export class MessageList {
 
   setCursor(id, { scroll = false } = {}) {
     this.rows.get(this.cursorId)?.classList.remove("cursor");
-    this.rows.get(this.cursorId)?.setAttribute("aria-selected", "false");
     this.cursorId = id;
     const row = this.rows.get(id);
     if (row) {
       row.classList.add("cursor");
-      row.setAttribute("aria-selected", "true");
       this.element.setAttribute("aria-activedescendant", row.id);
       if (scroll) row.scrollIntoView({ block: "nearest" });
     } else {
@@ -79,18 +104,22 @@ function createRow(message) {
   });
   const to = (message.To || [])[0];
   const more = (message.To || []).length + (message.Cc || []).length - 1;
+  const who = personName(message.From) || "(no sender)";
   row.append(
+    // A drawn box, not an input: an option holds no control of its own. Its
+    // state is the option's aria-selected (x selects from the keyboard).
+    h("span", { class: "select", "aria-hidden": "true", title: "Select" }),
     h("span", { class: "unread-dot", "aria-hidden": "true" }),
     h(
       "div",
       { class: "row-top" },
-      h("span", { class: "from", text: personName(message.From) || "(no sender)" }),
+      h("span", { class: "from", text: who }),
       to ? h("span", { class: "to", text: `→ ${to.Address}${more > 0 ? ` +${more}` : ""}` }) : null,
       h(
         "span",
         { class: "row-meta" },
         message.Attachments > 0 ? icon("clip", "clip") : null,
-        h("time", { datetime: message.Created, title: fullTime(message.Created), text: relativeTime(message.Created) }),
+        h("time", { datetime: message.Created, text: relativeTime(message.Created) }),
       ),
     ),
     h("div", { class: "subject" }, h("span", { class: "tags" }), h("span", { class: "subject-text" })),
@@ -118,6 +147,6 @@ function updateRow(row, message) {
     row.dataset.tags = tags;
     row
       .querySelector(".tags")
-      .replaceChildren(...(message.Tags || []).map((tag) => h("span", { class: "tag", text: tag })));
+      .replaceChildren(...(message.Tags || []).map((tag) => paint(h("span", { class: "tag", text: tag }), tag)));
   }
 }

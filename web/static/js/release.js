@@ -4,7 +4,8 @@
 // says relay is on; the state shows whenever a message has deliveries.
 //
 // The view calls showRelay() when it renders a message, the event stream hands
-// relayFrame() every "relay" frame; everything else stays in this file.
+// relayFrame() every "relay" frame, index.html links release.css; everything
+// else stays in this file.
 
 import * as api from "./api.js";
 import { h, replace } from "./dom.js";
@@ -24,9 +25,6 @@ function settings() {
   );
   return relaySettings;
 }
-
-// Its own stylesheet, so the inbox's app.css stays as it is.
-document.head.append(h("link", { rel: "stylesheet", href: "static/release.css" }));
 
 let shown = null; // {id, message, section, list, deliveries}: the open message's relay section
 // The last frame of recent messages: one that came while a message was loading

@@ -2,12 +2,23 @@
 // (a sandboxed frame), plain text, source, headers and attachments.
 
 import * as api from "./api.js";
+import { showChecks } from "./checks.js";
+import { attachmentList, bodyDownload, calendarCards, htmlSource, recipientList, unsubscribeLine } from "./details.js";
 import { h, icon, replace } from "./dom.js";
-import { addressList, fullTime, hue, initials, mediumTime, personName, size } from "./format.js";
+import { fullTime, hue, initials, mediumTime, personName, size } from "./format.js";
 import { showRelay } from "./release.js";
+import { tagChip } from "./tags.js";
 
-const TABS = ["html", "text", "source", "headers", "attachments"];
-const TAB_LABELS = { html: "HTML", text: "Text", source: "Source", headers: "Headers", attachments: "Attachments" };
+const TABS = ["html", "html-source", "text", "source", "headers", "attachments", "checks"];
+const TAB_LABELS = {
+  html: "HTML",
+  "html-source": "HTML source",
+  text: "Text",
+  source: "Raw",
+  headers: "Headers",
+  attachments: "Attachments",
+  checks: "Checks",
+};
 const WIDTHS = [
   ["phone", "Phone (375 px)"],
   ["tablet", "Tablet (768 px)"],
@@ -38,7 +49,10 @@ function store(key, value) {
 export class MessageView {
   constructor(element, actions) {
     this.element = element;
-    this.actions = actions; // {onBack, onDelete(id), onToggleRead(id), onTag(tag)}
+    // {onBack, onDelete(id), onToggleRead(id), onTag(tag), onRemoveTag(summary, tag),
+    //  onAddTag(summary), onLoaded(summary)}
+    this.actions = actions;
+    this.failed = false; // the last open got no answer: retry() when the server is back
     this.summary = null;
     this.message = null;
     this.tab = stored("mailtrap.tab", "html", TABS);
@@ -94,18 +108,42 @@ export class MessageView {
     const loading = (this.loading = new AbortController());
     this.summary = summary;
     this.message = null;
+    this.failed = false;
     this.renderShell();
     try {
       this.message = await api.getMessage(summary.ID, loading.signal);
     } catch (error) {
       if (loading.signal.aborted) return;
+      this.failed = error.offline;
       const text =
-        error.status === 404 ? "This message no longer exists." : `Could not load the message: ${error.message}`;
-      replace(this.panel, h("p", { class: "panel-note error", text }));
+        error.status === 404
+          ? "This message no longer exists."
+          : error.offline
+            ? "The server cannot be reached. The message opens when it is back."
+            : `Could not load the message: ${error.message}`;
+      replace(this.panel, h("p", { class: `panel-note ${error.offline ? "offline-note" : "error"}`, text }));
       return;
     }
     if (loading.signal.aborted) return;
+    // Fetching it marked it read on the server (as in Mailpit): only now is it read.
+    this.actions.onLoaded(this.summary);
     this.renderShell();
+    this.loadCalendar(this.message, loading.signal);
+  }
+
+  /** Open again what failed for want of a server. */
+  retry() {
+    if (this.failed && this.summary) this.open(this.summary);
+  }
+
+  async loadCalendar(message, signal) {
+    try {
+      const { Calendars: calendars } = await api.getCalendar(message.ID, signal);
+      const cards = calendarCards(calendars || []);
+      if (cards && this.message === message) this.calendarSlot.replaceChildren(cards);
+    } catch {
+      // No card: the message itself is shown all the same.
+    }
   }
 
   /** The list's copy changed (read state, tags): refresh what depends on it. */
@@ -122,19 +160,10 @@ export class MessageView {
     const from = (message || summary).From;
     this.toolbar = h("div", { class: "message-toolbar" });
     this.tagsElement = h("div", { class: "message-tags" });
-    this.tabBar = h("div", { class: "tabs", role: "tablist", "aria-label": "Message parts" });
+    this.tabBar = h("div", { class: "tabs" });
     this.panel = h("div", { class: "tab-panel", role: "tabpanel", id: "message-panel", tabindex: "-1" });
-    const recipients = h("dl", { class: "recipients" });
-    for (const [label, list] of [
-      ["To", (message || summary).To],
-      ["Cc", (message || summary).Cc],
-      ["Bcc", (message || summary).Bcc],
-      ["Reply-To", (message || summary).ReplyTo],
-    ]) {
-      const text = addressList(list);
-      if (text || label === "To")
-        recipients.append(h("div", {}, h("dt", { text: label }), h("dd", { text: text || "—" })));
-    }
+    const recipients = recipientList(message || summary);
+    this.calendarSlot = h("div", { class: "calendar-slot" });
     const avatar = h("div", { class: "avatar", "aria-hidden": "true", text: initials(from) });
     avatar.style.setProperty("--hue", hue(from && from.Address));
     const date = (message && message.Date) || summary.Created;
@@ -189,6 +218,8 @@ export class MessageView {
               h("span", { class: "message-size", text: size(summary.Size) }),
             ),
           ),
+          message ? unsubscribeLine(message.ListUnsubscribe) : null,
+          this.calendarSlot,
         ),
         this.tabBar,
         this.panel,
@@ -245,33 +276,34 @@ export class MessageView {
   }
 
   renderTags() {
-    const tags = this.summary.Tags || [];
+    const summary = this.summary;
+    const tags = summary.Tags || [];
     replace(
       this.tagsElement,
       tags.map((tag) =>
-        h("button", {
-          type: "button",
-          class: "tag",
-          title: `Search tag:${tag}`,
-          text: tag,
-          onclick: () => this.actions.onTag(tag),
-        }),
+        tagChip(tag, { onClick: () => this.actions.onTag(tag), onRemove: () => this.actions.onRemoveTag(summary, tag) }),
+      ),
+      h(
+        "button",
+        { type: "button", class: "button ghost small add-tag", onclick: () => this.actions.onAddTag(summary), title: "Add a tag (t)" },
+        icon("tag"),
+        h("span", { text: tags.length ? "Tag" : "Add tag" }),
       ),
     );
-    this.tagsElement.hidden = tags.length === 0;
   }
 
   available() {
     const message = this.message;
     const tabs = [];
-    if (message.HTML) tabs.push("html");
+    if (message.HTML) tabs.push("html", "html-source");
     if (message.Text || !message.HTML) tabs.push("text");
     tabs.push("source", "headers");
     if ((message.Attachments || []).length + (message.Inline || []).length > 0) tabs.push("attachments");
+    tabs.push("checks");
     return tabs;
   }
 
-  /** Switch tab by number (1-5, as the keyboard shortcuts do). */
+  /** Switch tab by number (1-6, as the keyboard shortcuts do). */
   selectTabNumber(number) {
     const name = TABS[number - 1];
     if (this.message && this.available().includes(name)) this.selectTab(name);
@@ -287,9 +319,11 @@ export class MessageView {
     this.renderTabBar(name);
     const message = this.message;
     if (name === "html") this.showHtml(message);
+    else if (name === "html-source") this.showHtmlSource(message);
     else if (name === "text") this.showText(message);
     else if (name === "source") this.showSource(message);
     else if (name === "headers") this.showHeaders(message);
+    else if (name === "checks") showChecks(this.panel, message.ID);
     else this.showAttachments(message);
   }
 
@@ -335,7 +369,8 @@ export class MessageView {
             ),
           )
         : null;
-    replace(this.tabBar, tabs, h("span", { class: "spacer" }), widths);
+    const tablist = h("div", { class: "tablist", role: "tablist", "aria-label": "Message parts" }, tabs);
+    replace(this.tabBar, tablist, h("span", { class: "spacer" }), widths);
     this.panel.setAttribute("aria-labelledby", `tab-${current}`);
   }
 
@@ -382,12 +417,17 @@ export class MessageView {
     this.panel.classList.add("flush");
   }
 
+  showHtmlSource(message) {
+    this.panel.classList.remove("flush");
+    replace(this.panel, htmlSource(message));
+  }
+
   showText(message) {
     this.panel.classList.remove("flush");
     replace(
       this.panel,
       message.Text
-        ? h("pre", { class: "text-body" }, linkify(message.Text))
+        ? [bodyDownload(message, "txt"), h("pre", { class: "text-body" }, linkify(message.Text))]
         : h("p", { class: "panel-note", text: "This message has no text part." }),
     );
   }
@@ -441,45 +481,11 @@ export class MessageView {
 
   showAttachments(message) {
     this.panel.classList.remove("flush");
-    const section = (title, parts) =>
-      parts.length
-        ? [
-            h("h3", { class: "parts-title", text: title }),
-            h(
-              "ul",
-              { class: "parts" },
-              parts.map((part) => {
-                const name = part.FileName || `part-${part.PartID}`;
-                return h(
-                  "li",
-                  { class: "part" },
-                  icon((part.ContentType || "").startsWith("image/") ? "image" : "file", "part-icon"),
-                  h(
-                    "div",
-                    { class: "part-text" },
-                    h("span", { class: "part-name", text: name, title: name }),
-                    h("span", {
-                      class: "part-meta",
-                      text: `${part.ContentType || "application/octet-stream"} · ${size(part.Size || 0)}`,
-                    }),
-                  ),
-                  h(
-                    "a",
-                    {
-                      class: "button small",
-                      href: api.partUrl(message.ID, part.PartID),
-                      download: name,
-                      "aria-label": `Download ${name}`,
-                    },
-                    icon("download"),
-                    h("span", { class: "label", text: "Download" }),
-                  ),
-                );
-              }),
-            ),
-          ]
-        : [];
-    replace(this.panel, section("Attachments", message.Attachments || []), section("Inline", message.Inline || []));
+    replace(
+      this.panel,
+      attachmentList(message, "Attachments", message.Attachments || []),
+      attachmentList(message, "Inline", message.Inline || []),
+    );
   }
 
   /** Fetch something for the current tab, with a quiet "Loading…" and errors shown in place. */
