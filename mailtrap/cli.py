@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -25,6 +24,8 @@ from mailtrap.config import (
 )
 from mailtrap.errors import ConfigError, MailtrapError
 from mailtrap.ingest import Problem, dump, find_sources, load
+from mailtrap.live_ingest import notify
+from mailtrap.ops import logs
 from mailtrap.server import Server
 from mailtrap.store import Store
 
@@ -317,13 +318,55 @@ def main() -> None:
     help="Verify DKIM signatures of DOMAIN with SELECTOR against this key (PEM or DKIM record) "
     "instead of DNS; repeatable (environment: space-separated).",
 )
-def serve(**settings: Any) -> None:
+@option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    default="info",
+    help="Least important log lines shown (info: one line per message accepted or refused).",
+)
+@option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS, case_sensitive=False),
+    default="text",
+    help="Log lines as text, or as one JSON object each (for log collectors).",
+)
+@option(
+    "--webhook-url",
+    default=None,
+    help="POST the JSON summary of each new message to this URL, from a background worker.",
+)
+@option(
+    "--webhook-limit",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    help="Webhook requests per second at most; 0 = no limit.",
+)
+@option(
+    "--webhook-timeout",
+    type=DURATION,
+    default="5s",
+    help="Give up on a webhook request after this long (it is tried 3 times).",
+)
+@option(
+    "--enable-chaos",
+    is_flag=True,
+    help="Let PUT /api/v1/chaos make SMTP fail on purpose (Mailpit's chaos triggers).",
+)
+@option(
+    "--archive",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Before retention deletes messages, write them to this Maildir folder or mbox file.",
+)
+@option(
+    "--archive-format",
+    type=click.Choice(["maildir", "mbox"], case_sensitive=False),
+    default="maildir",
+    help="Format of --archive.",
+)
+def serve(log_level: str, log_format: str, **settings: Any) -> None:
     """Run the server until interrupted (Ctrl+C or SIGTERM)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per HTTP request
+    logs.configure(log_level.lower(), log_format.lower())
     # Before the banner: whoever waits for it may signal at once, and must get a clean stop.
     stop = _stop_on_signal()
     server = Server(Config(**settings))
@@ -367,7 +410,7 @@ def _stop_on_signal() -> threading.Event:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def dump_command(db: Path | None, folder: Path) -> None:
     """Write every stored message to FOLDER/<ID>.eml, byte for byte as received."""
-    with _open_store(db) as store:
+    with _open_store(db, must_exist=True) as store:
         count = dump(store, folder)
     click.echo(f"Wrote {count} messages to {folder}")
 
@@ -396,6 +439,8 @@ def ingest_command(db: Path | None, paths: tuple[Path, ...]) -> None:
                 if len(pending) >= IN_FLIGHT:
                     imported += _settle(pending, problems)
         imported += _settle(pending, problems)
+    if imported and notify(store.path, store.receipt_prefix):
+        click.echo("Told the server running on this database (it shows them and prunes).")
     for problem in problems:
         click.echo(f"error: {problem.label}: {problem.reason}", err=True)
     click.echo(f"Imported {imported} messages" + (f", {len(problems)} failed" if problems else ""))
@@ -417,8 +462,12 @@ def _settle(pending: list[Any], problems: list[Problem]) -> int:
 
 
 @contextmanager
-def _open_store(db: Path | None) -> Iterator[Store]:
-    store = Store(db if db is not None else Config().db_path)
+def _open_store(db: Path | None, *, must_exist: bool = False) -> Iterator[Store]:
+    """The store of ``db``; ``must_exist`` for reading commands, which create nothing."""
+    path = db if db is not None else Config().db_path
+    if must_exist and not path.is_file():
+        raise click.ClickException(f"no database at {path} (give the server's with --db)")
+    store = Store(path)
     try:
         store.open()
     except MailtrapError as error:
@@ -427,3 +476,9 @@ def _open_store(db: Path | None) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+# The commands of other modules (after `main` and `option` exist, which they use).
+from mailtrap import cli_ops  # noqa: E402
+
+cli_ops.register(main)

@@ -109,6 +109,13 @@ class Config:
     spamassassin: Address | None = None  # spamd for the spam check; None: not configured
     link_check_allow_private: bool = False  # let the link check reach loopback and private nets
     dkim_key: tuple[str, ...] = ()  # DOMAIN:SELECTOR=FILE, used instead of DNS for that key
+    # Operations and hooks for other tools (mailtrap.ops, mailtrap.hooks).
+    webhook_url: str | None = None  # POSTed the summary of each new message
+    webhook_limit: float = 5.0  # webhook requests per second at most; 0 = no limit
+    webhook_timeout: float = 5.0
+    enable_chaos: bool = False  # lets PUT /api/v1/chaos set SMTP errors on purpose
+    archive: Path | None = None  # messages retention deletes are written here first
+    archive_format: str = "maildir"  # or "mbox"
 
     @property
     def db_path(self) -> Path:
@@ -163,6 +170,7 @@ class Config:
             raise ConfigError("HTTP connection, worker and stream limits must be at least 1")
         if not self.webroot.startswith("/"):
             raise ConfigError(f"--webroot must start with '/': {self.webroot!r}")
+        self._validate_ops()
         files = (
             self.smtp_tls_cert,
             self.smtp_tls_key,
@@ -174,6 +182,18 @@ class Config:
         for path in files:
             if path is not None and not path.is_file():
                 raise ConfigError(f"file not found: {path}")
+
+    def _validate_ops(self) -> None:
+        if self.webhook_url is not None and not re.match(r"https?://[^/\s]+", self.webhook_url):
+            raise ConfigError(
+                f"--webhook-url must be an http:// or https:// URL: {self.webhook_url!r}"
+            )
+        if self.webhook_limit < 0 or self.webhook_timeout <= 0:
+            raise ConfigError("--webhook-limit must not be negative, --webhook-timeout positive")
+        if self.archive_format not in ("maildir", "mbox"):
+            raise ConfigError(
+                f"--archive-format must be maildir or mbox, not {self.archive_format!r}"
+            )
 
 
 def parse_optional_address(text: str) -> Address | None:

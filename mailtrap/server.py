@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Any
 from mailtrap.auth import Credentials, LoginGate
 from mailtrap.config import Address, Config
 from mailtrap.errors import ListenError
+from mailtrap.hooks.chaos import Chaos
+from mailtrap.hooks.webhook import Webhook
+from mailtrap.live_ingest import IngestListener
+from mailtrap.ops.metrics import MetricSource
+from mailtrap.ops.stats import ServerStats
 from mailtrap.pop3.server import Pop3Service
 from mailtrap.relay import config as relay_config
 from mailtrap.relay import queue as relay_queue
@@ -48,7 +53,16 @@ class Server:
             max_messages=self.config.max_messages,
             max_age=self.config.max_age,
             sync=self.config.sync,
+            archive=self.config.archive,
+            archive_format=self.config.archive_format,
         )
+        # Operations (mailtrap.ops) and hooks for other tools (mailtrap.hooks).
+        self.stats = ServerStats()
+        self.chaos = Chaos(enabled=self.config.enable_chaos)
+        self.webhook: Webhook | None = None
+        # More /metrics families: relay's queue adds its own here.
+        self.metric_sources: list[MetricSource] = []
+        self._ingest_listener = IngestListener(self.store)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._smtp: asyncio.AbstractServer | None = None
@@ -101,6 +115,8 @@ class Server:
             max_recipients=config.smtp_max_recipients,
             credentials=credentials,
             gate=self.login_gate,
+            stats=self.stats,
+            chaos=self.chaos,
         )
         factory = smtp_factory(
             handler,
@@ -120,6 +136,14 @@ class Server:
                 message = f"cannot listen for SMTP on {config.smtp}: {error.strerror}"
                 raise ListenError(message) from None
             self._start_pop3(tls_context)
+            self._loop.call_soon_threadsafe(self._ingest_listener.start, self._loop)
+            if config.webhook_url is not None:
+                self.webhook = Webhook(
+                    config.webhook_url,
+                    self.store.hub,
+                    limit=config.webhook_limit,
+                    timeout=config.webhook_timeout,
+                ).start()
             if config.http is not None:
                 try:
                     self._start_http(config.http)
@@ -158,6 +182,7 @@ class Server:
             idle_timeout=config.pop3_idle_timeout,
             max_connections=config.pop3_max_connections,
             max_connections_per_client=config.pop3_max_connections_per_ip,
+            on_session=self.stats.pop3_session_started,
         )
         for name, address, implicit_tls in (
             ("POP3", config.pop3, False),
@@ -206,6 +231,9 @@ class Server:
 
     def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let transactions in flight finish, then close everything."""
+        if self.webhook is not None:
+            self.webhook.stop()
+            self.webhook = None
         if self._http is not None and self._http_thread is not None:
             assert self.app is not None
             self.app.config["MAILTRAP_STOPPING"].set()
@@ -235,6 +263,7 @@ class Server:
         self.store.close()
 
     async def _shutdown(self, grace: float) -> None:
+        self._ingest_listener.close()
         if self._smtp is not None:
             self._smtp.close()
         for listener in (self._pop3, self._pop3s):

@@ -16,6 +16,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, sy
 
 from mailtrap.auth import Credentials, LoginGate, Outcome
 from mailtrap.errors import StorageError
+from mailtrap.hooks.chaos import Chaos
+from mailtrap.hooks.chaos import reply as chaos_reply
+from mailtrap.ops.stats import ServerStats
 from mailtrap.spool import Spool, Unstuffer
 from mailtrap.store import IncomingMessage, Store
 from mailtrap.throttle import AuthThrottle, ConnectionLimits, Refusal, peer_host
@@ -110,6 +113,11 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ANGLE_ADDRESS = re.compile(
     rf"\s*<(?P<address>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>\s*(?P<rest>[^(]*)\Z",
 )
+
+
+# What the log line of a MAIL FROM refused for its SIZE= names.
+_MAIL_SENDER = re.compile(r"FROM:\s*<([^<>]{0,320})>", re.IGNORECASE)
+_MAIL_SIZE = re.compile(r"\bSIZE=(\d{1,20})\b", re.IGNORECASE)
 
 
 class AuthLineTooLong(Exception):
@@ -399,7 +407,20 @@ class MailtrapSMTP(SMTP):
     # Their arguments end up in stored fields (the HELO name, addresses).
     smtp_HELO = _refusing_cr_lf(SMTP.smtp_HELO)
     smtp_EHLO = _refusing_cr_lf(SMTP.smtp_EHLO)
-    smtp_MAIL = _refusing_cr_lf(SMTP.smtp_MAIL)
+    _checked_MAIL = _refusing_cr_lf(SMTP.smtp_MAIL)
+
+    @functools.wraps(SMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await self._checked_MAIL(arg)
+        if self._last_code == "552" and arg:  # aiosmtpd refused a SIZE= over the limit itself
+            sender, size = _MAIL_SENDER.search(arg), _MAIL_SIZE.search(arg)
+            self.event_handler.stats.rejected(
+                "message-too-big",
+                sender[1] if sender else None,
+                [],
+                int(size[1]) if size else None,
+            )
+
     smtp_RCPT = _refusing_cr_lf(SMTP.smtp_RCPT)
 
     @syntax("DATA")
@@ -423,12 +444,18 @@ class MailtrapSMTP(SMTP):
             self._in_data = True
             try:
                 await read_data(self._reader, spool, self.data_size_limit or 0, self._reset_timeout)
-            except DataTooLarge:
+            except DataTooLarge as too_large:
+                self.event_handler.stats.rejected(
+                    "message-too-big", envelope.mail_from, envelope.rcpt_tos, too_large.args[0]
+                )
                 self._set_post_data_state()
                 await self.push(REPLY_TOO_BIG)
                 return
             except SpoolFailed:
                 log.exception("could not spool a message from %s", self.session.peer)
+                self.event_handler.stats.rejected(
+                    "storage-failure", envelope.mail_from, envelope.rcpt_tos
+                )
                 self._set_post_data_state()
                 await self.push(REPLY_STORAGE_FAILED)
                 return
@@ -454,6 +481,8 @@ class CaptureHandler:
         max_recipients: int,
         credentials: Credentials | None,
         gate: LoginGate | None = None,
+        stats: ServerStats | None = None,
+        chaos: Chaos | None = None,
     ):
         if credentials is not None and gate is None:
             raise ValueError("credentials need a LoginGate to be checked through")
@@ -461,6 +490,8 @@ class CaptureHandler:
         self.max_recipients = max_recipients
         self.credentials = credentials
         self.gate = gate
+        self.stats = stats if stats is not None else ServerStats()
+        self.chaos = chaos if chaos is not None else Chaos()
 
     async def handle_EHLO(
         self,
@@ -479,7 +510,11 @@ class CaptureHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.credentials is not None and not session.authenticated:
+            self.stats.rejected("authentication-required", address, [])
             return "530 5.7.0 Authentication required"
+        if (code := self.chaos.fires("Sender")) is not None:
+            self.stats.rejected("chaos-sender", address, [])
+            return chaos_reply(code, "Sender")
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Ok"
@@ -488,7 +523,11 @@ class CaptureHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
+            self.stats.rejected("too-many-recipients", envelope.mail_from, [address])
             return "452 4.5.3 Too many recipients"
+        if (code := self.chaos.fires("Recipient")) is not None:
+            self.stats.rejected("chaos-recipient", envelope.mail_from, [address])
+            return chaos_reply(code, "Recipient")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Ok"
@@ -520,7 +559,11 @@ class CaptureHandler:
             message_id = await asyncio.shield(asyncio.wrap_future(self.store.add(message)))
         except StorageError:
             log.exception("could not store a message from %s", message.peer)
+            self.stats.rejected(
+                "storage-failure", message.mail_from, message.rcpt_tos, message.length
+            )
             return REPLY_STORAGE_FAILED
+        self.stats.accepted(message_id, message.mail_from, message.rcpt_tos, message.length)
         return f"250 2.0.0 Ok: queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -532,6 +575,8 @@ class CaptureHandler:
 
     async def authenticate(self, client_host: str, auth_data: LoginPassword) -> AuthResult:
         """Accept any credentials, unless an htpasswd file makes them real."""
+        if (code := self.chaos.fires("Authentication")) is not None:
+            return AuthResult(success=False, handled=False, message=chaos_reply(code, "Auth"))
         if self.credentials is None:
             return AuthResult(success=True, auth_data=auth_data)
         assert self.gate is not None

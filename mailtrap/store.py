@@ -101,6 +101,17 @@ def _return_reader(pool: list[sqlite3.Connection], conn: sqlite3.Connection) -> 
         conn.close()
 
 
+def _deleted_count(jobs: list[_Job], outcomes: list[Any], pruned: list[str]) -> int:
+    """How many messages a batch deleted: by request, and by retention."""
+    count = len(pruned)
+    for job, (ok, value) in zip(jobs, outcomes, strict=True):
+        if ok and job.name == "delete":
+            count += len(value)
+        elif ok and job.name == "delete_all":
+            count += value
+    return count
+
+
 class Store:
     """The message store of one SQLite file.
 
@@ -117,12 +128,17 @@ class Store:
         max_age: float | None = None,
         sync: str = "full",
         hub: EventHub | None = None,
+        archive: Path | None = None,
+        archive_format: str = "maildir",
     ):
         self.path = Path(path)
         self.hub = hub if hub is not None else EventHub()
         self.max_messages = max_messages
         self.max_age = max_age
         self.sync = sync
+        self.archive = archive  # where retention writes messages before deleting them
+        self.archive_format = archive_format
+        self.deleted = 0  # messages deleted or pruned through this store, ever
         self.commits = 0  # transactions the writer has committed, as last reported
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._dispatcher: threading.Thread | None = None
@@ -185,9 +201,12 @@ class Store:
         ours, theirs = socket.socketpair()
         max_age = "-" if self.max_age is None else repr(self.max_age)
         command = [sys.executable, "-m", "mailtrap.writer", str(theirs.fileno()), str(self.path)]
+        command += [str(self.max_messages), max_age, self.sync]
+        if self.archive is not None:
+            command += [str(self.archive), self.archive_format]
         try:
             process = subprocess.Popen(
-                [*command, str(self.max_messages), max_age, self.sync],
+                command,
                 pass_fds=[theirs.fileno()],
             )
         finally:
@@ -278,6 +297,15 @@ class Store:
     def save_check(self, message_id: str, name: str, key: str, result: Any) -> Future[bool]:
         """Cache a check result (JSON-able) of a message; gives False if the message is gone."""
         return self._submit("save_check", message_id, name, key, json.dumps(result))
+
+    def apply_retention(self) -> Future[None]:
+        """Prune now by ``max_messages`` and ``max_age``, as after a write of another process."""
+        return self._submit("prune")
+
+    @property
+    def receipt_prefix(self) -> str:
+        """What the receipts of this store's writes start with (``mailtrap.live_ingest``)."""
+        return self._receipt_prefix
 
     def _submit(self, name: str, *args: Any) -> Future[Any]:
         if self._dispatcher is None:
@@ -396,6 +424,7 @@ class Store:
                     with self._parsed:
                         self._unparsed.add(value)  # before the 250: reads after it wait
                 self._finish(job, value if ok else StorageError(f"could not write: {value}"))
+            self.deleted += _deleted_count(in_flight.jobs, outcomes, pruned)
             in_flight.answered.set()
             if self.hub.has_subscribers:
                 self._guarded(self._publish, in_flight.jobs, outcomes, pruned)

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from mailtrap.archive import Archive
 from mailtrap.checks import cache as check_cache
 from mailtrap.part_index import write_part_index
 from mailtrap.relay import queue as relay_queue
@@ -93,8 +94,10 @@ class Writer:
         max_messages: int = 0,
         max_age: float | None = None,
         sync: str = "full",
+        archive: Archive | None = None,
     ):
         self.conn = connect(path)
+        self.archive = archive
         # FULL: a message acknowledged with 250 survives a power cut, not just
         # a crash; group commit keeps the fsyncs few. NORMAL in WAL mode: it
         # survives Mailtrap crashing or being killed, without an fsync per commit.
@@ -179,6 +182,10 @@ class Writer:
             sql = f"UPDATE messages SET read = ? WHERE read != ? AND id IN ({marks}) RETURNING id"
             changed += [row[0] for row in self.conn.execute(sql, [int(read), int(read), *chunk])]
         return changed
+
+    def op_prune(self) -> None:
+        """Retention now: another process (``mailtrap ingest``) may have added messages."""
+        self._delete_expired()
 
     def op_set_tags(self, ids: list[str], tags: list[str]) -> list[str]:
         """Replace the tags of messages; returns the IDs that exist."""
@@ -322,6 +329,8 @@ class Writer:
         self.count = self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         if self.max_age is not None:
             cutoff = time.time() - self.max_age
+            if not self._archived("SELECT seq FROM messages WHERE created < ?", [cutoff]):
+                return
             sql = "DELETE FROM messages WHERE created < ? RETURNING id"
             pruned = [row[0] for row in self.conn.execute(sql, [cutoff])]
             self.count -= len(pruned)
@@ -330,13 +339,30 @@ class Writer:
             self._delete_oldest()
 
     def _delete_oldest(self) -> None:
-        sql = (
-            "DELETE FROM messages WHERE seq IN "
-            "(SELECT seq FROM messages ORDER BY seq LIMIT ?) RETURNING id"
-        )
-        pruned = [row[0] for row in self.conn.execute(sql, [self.count - self.max_messages])]
+        oldest = "SELECT seq FROM messages ORDER BY seq LIMIT ?"
+        excess = self.count - self.max_messages
+        if not self._archived(oldest, [excess]):
+            return
+        sql = f"DELETE FROM messages WHERE seq IN ({oldest}) RETURNING id"
+        pruned = [row[0] for row in self.conn.execute(sql, [excess])]
         self.count -= len(pruned)
         self.pruned += pruned
+
+    def _archived(self, select_seqs: str, params: list[Any]) -> bool:
+        """Write the messages about to be pruned to the archive; False if that failed.
+
+        A message that cannot be archived is not deleted: the archive is there
+        to keep history, so retention waits until it can be written.
+        """
+        if self.archive is None:
+            return True
+        seqs = [row[0] for row in self.conn.execute(select_seqs, params)]
+        try:
+            self.archive.save(self.conn, seqs)
+        except OSError as error:
+            log.error("cannot archive %d messages, so they are kept for now: %s", len(seqs), error)
+            return False
+        return True
 
     # -- the process ---------------------------------------------------------
 
@@ -400,12 +426,14 @@ class Writer:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-") SYNC."""
+    """Entry point of the writer process: FD PATH MAX_MESSAGES MAX_AGE (or "-") SYNC
+    [ARCHIVE FORMAT]."""
     # Ctrl+C reaches the whole process group; the server decides when the
     # writer stops (by closing the socket), so queued writes are never cut off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, path, max_messages, max_age, sync = argv
+    fd, path, max_messages, max_age, sync = argv[:5]
+    archive = Archive(Path(argv[5]), argv[6]) if len(argv) > 5 else None
     pipe = Connection(int(fd))
     try:
         writer = Writer(
@@ -413,6 +441,7 @@ def main(argv: list[str]) -> None:
             max_messages=int(max_messages),
             max_age=None if max_age == "-" else float(max_age),
             sync=sync,
+            archive=archive,
         )
     except Exception as error:
         pipe.send(("failed", f"{type(error).__name__}: {error}"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,11 +11,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from checkout import checkout_copy
 
 from mailtrap import __version__
 
-REPO = Path(__file__).resolve().parent.parent
-DIST_INFO = f"mailtrap-{__version__}.dist-info"
+DISTRIBUTION = "mailtrap-capture"  # "mailtrap" on PyPI is the mailtrap.io client
+DIST_INFO = f"mailtrap_capture-{__version__}.dist-info"
 # Source folder in the repository -> package folder in the wheel (pyproject's package-dir).
 PACKAGE_DIRS = {
     "mailtrap": "mailtrap",
@@ -31,23 +31,6 @@ def setuptools_can_build_offline() -> bool:
         return int(version("setuptools").split(".")[0]) >= 77
     except Exception:
         return False
-
-
-def checkout_copy(destination: Path) -> Path:
-    """The files a fresh clone would have (tracked and not ignored), without build litter."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        source = REPO / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return destination
 
 
 def pip(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -67,14 +50,21 @@ def source_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel(source_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def built_wheel(
+    source_tree: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
     out = tmp_path_factory.mktemp("wheel")
     # Without build isolation when the local setuptools can do it (fast, no network);
     # otherwise pip fetches a current setuptools into an isolated build environment.
     isolation = ["--no-build-isolation"] if setuptools_can_build_offline() else []
-    pip("wheel", "--no-deps", *isolation, "-w", out, source_tree)
-    (built,) = out.glob("mailtrap-*.whl")
-    yield built
+    build = pip("wheel", "--verbose", "--no-deps", *isolation, "-w", out, source_tree)
+    (built,) = out.glob("mailtrap_capture-*.whl")
+    yield built, build.stdout + build.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(built_wheel: tuple[Path, str]) -> Path:
+    return built_wheel[0]
 
 
 def wheel_names(wheel: Path) -> list[str]:
@@ -85,7 +75,7 @@ def wheel_names(wheel: Path) -> list[str]:
 def test_the_wheel_holds_only_the_mailtrap_package_and_its_dist_info(wheel: Path) -> None:
     names = wheel_names(wheel)
 
-    assert wheel.name == f"mailtrap-{__version__}-py3-none-any.whl"
+    assert wheel.name == f"mailtrap_capture-{__version__}-py3-none-any.whl"
     outside = [n for n in names if not n.startswith(("mailtrap/", f"{DIST_INFO}/"))]
     assert outside == []
     for required in (
@@ -116,7 +106,7 @@ def test_the_dist_info_names_one_top_level_package_and_the_mailtrap_command(whee
         entry_points = archive.read(f"{DIST_INFO}/entry_points.txt").decode()
         top_level = archive.read(f"{DIST_INFO}/top_level.txt").decode()
 
-    assert "Name: mailtrap\n" in metadata
+    assert f"Name: {DISTRIBUTION}\n" in metadata
     assert f"Version: {__version__}\n" in metadata
     assert top_level.split() == ["mailtrap"]
     scripts = entry_points.split("[console_scripts]", 1)[1]
@@ -159,3 +149,10 @@ def test_installing_the_wheel_adds_only_mailtrap_and_it_runs(wheel: Path, tmp_pa
     )
     assert run.returncode == 0, run.stderr
     assert __version__ in run.stdout
+
+
+def test_building_the_wheel_warns_of_nothing(built_wheel: tuple[Path, str]) -> None:
+    # setuptools' warnings (about the static folders, say) start with a
+    # capitalised "Warning"; distutils' lower-case notes in verbose output are not ones.
+    _, output = built_wheel
+    assert [line for line in output.splitlines() if "Warning" in line] == []

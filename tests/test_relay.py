@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from api_client import Api, plain, send
 from dns_server import ZoneResolver
+from metrics_client import scrape, value
 from relay_helpers import (
     mx_config,
     settled,
@@ -118,6 +119,30 @@ def test_starttls_is_used_whenever_the_mx_offers_it_and_clear_text_otherwise(
     assert (clear.rcpt_tos, clear.tls) == (["c@other.test"], False)
     # The same bytes either way.
     assert encrypted.data.split(b"\r\n", 3)[3] == clear.data.split(b"\r\n", 3)[3]
+
+
+def test_the_queue_shows_in_metrics(make_server, tmp_path, dns, mx):
+    _zone, address = dns
+    receiver = mx(
+        "127.0.0.2",
+        replies={"later@example.test": "451 4.3.0 try again", "never@example.test": "550 5.1.1 no"},
+    )
+    server = relay_server(make_server, tmp_path, address, receiver.port)
+    message_id = send(server, MESSAGE, rcpt_tos=("a@example.test",))
+
+    release(server, message_id, ["a@example.test", "never@example.test", "later@example.test"])
+    expected = {"a@example.test": "sent", "never@example.test": "failed"}
+    expected["later@example.test"] = "retrying"
+    wait_relay(server, message_id, lambda deliveries: states(deliveries) == expected)
+
+    samples = scrape(server)
+    by_state = {
+        state: value(samples, "mailtrap_relay_recipients", state=state)
+        for state in ("pending", "deferred", "sending", "delivered", "failed")
+    }
+    assert by_state["delivered"] == 1 and by_state["failed"] == 1
+    assert by_state["deferred"] + by_state["pending"] + by_state["sending"] == 1
+    assert value(samples, "mailtrap_relay_queue_length") == 1
 
 
 def test_mx_preference_fallback_and_each_address_in_turn(make_server, tmp_path, dns, mx):

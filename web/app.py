@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
-from mailtrap.web import api, checks_api, events, security, ui
+from mailtrap.web import api, chaos, checks_api, events, metrics, security, ui
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ def create_app(server: Server) -> Flask:
     checks_api.register(app)
     events.register(app)
     ui.register(app)
+    metrics.register(app)  # /metrics
+    chaos.register(app)  # /api/v1/chaos
 
     @app.get("/livez")
     def livez() -> Any:

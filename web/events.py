@@ -133,7 +133,7 @@ def register(app: Flask) -> None:
     @sock.route("/api/events")
     def events(ws: WebSocket) -> None:
         store = server.store
-        with store.hub.subscribe() as subscription:
+        with server.stats.websocket_client(), store.hub.subscribe() as subscription:
             try:
                 EventStream(ws, subscription, lambda: mailbox_stats(store), stopping).run()
             except ConnectionClosed:

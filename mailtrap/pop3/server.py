@@ -138,8 +138,10 @@ class Pop3Service:
         idle_timeout: float,
         max_connections: int,
         max_connections_per_client: int | None = None,
+        on_session: Callable[[], None] | None = None,
     ):
         self.store = store
+        self._on_session = on_session  # counts admitted sessions (mailtrap.ops.stats)
         self.credentials = credentials
         self.gate = gate
         self.tls_context = tls_context
@@ -166,6 +168,8 @@ class Pop3Service:
         refusal = self._limits.admit(host)
         if refusal is None:
             self.connections.add(connection)
+            if self._on_session is not None:
+                self._on_session()
         return refusal
 
     def leave(self, connection: Pop3Connection, host: str) -> None:

@@ -1,0 +1,1 @@
+"""Hooks for other tools, as Mailpit has them: webhook, chaos, sendmail."""

@@ -1,0 +1,1 @@
+"""Running Mailtrap as a shared service: counters, /metrics, logs, health checks."""
