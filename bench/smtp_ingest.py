@@ -49,7 +49,11 @@ from proc_memory import RssSampler, tree_mb
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-CACHE_DIR = BENCH_DIR / ".cache"
+sys.path.insert(0, str(REPO_DIR / "tests"))  # postfix_tools: the tests fetch smtp-sink the same way
+from postfix_tools import PostfixTool as SmtpSource  # noqa: E402
+from postfix_tools import find_tool  # noqa: E402
+
+CACHE_DIR = BENCH_DIR / ".cache"  # shared with the tests' smtp-sink (tests/postfix_tools.py)
 HOST = "127.0.0.1"
 SENDER = "bench@bench.example"
 RECIPIENT = "inbox@bench.example"
@@ -147,56 +151,9 @@ def wire_body(message: bytes) -> bytes:
 # --------------------------------------------------------------------------- smtp-source
 
 
-@dataclass(frozen=True)
-class SmtpSource:
-    binary: Path
-    lib_dir: Path
-
-    def env(self) -> dict[str, str]:
-        # The binary links against libpostfix-*.so, which live in postfix's private lib dir.
-        env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(self.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
-        )
-        return env
-
-
-def smtp_source_runs(tool: SmtpSource) -> bool:
-    """Without arguments smtp-source prints its usage and exits 1; a missing library does not."""
-    try:
-        proc = subprocess.run(
-            [str(tool.binary)], env=tool.env(), capture_output=True, text=True, timeout=10
-        )
-    except OSError:
-        return False
-    return "usage:" in proc.stderr
-
-
-def extract_postfix(cache_dir: Path) -> None:
-    debs = sorted(cache_dir.glob("postfix_*.deb"))
-    if not debs:
-        download = ["apt-get", "download", "postfix"]
-        if subprocess.run(download, cwd=cache_dir, capture_output=True).returncode != 0:
-            # A fresh machine has no package lists yet.
-            subprocess.run(["apt-get", "update"], capture_output=True, check=False)
-            subprocess.run(download, cwd=cache_dir, capture_output=True, check=True)
-        debs = sorted(cache_dir.glob("postfix_*.deb"))
-    subprocess.run(["dpkg", "-x", str(debs[-1]), str(cache_dir / "root")], check=True)
-
-
 def find_smtp_source(cache_dir: Path, explicit: Path | None) -> tuple[SmtpSource | None, str]:
     """Return a runnable smtp-source (fetching it into the cache if needed) and a note."""
-    root = cache_dir / "root"
-    tool = SmtpSource(explicit or root / "usr/sbin/smtp-source", root / "usr/lib/postfix")
-    if explicit is None and not tool.binary.exists():
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            extract_postfix(cache_dir)
-        except (OSError, subprocess.CalledProcessError, IndexError) as exc:
-            return None, f"could not fetch postfix's smtp-source: {exc}"
-    if not smtp_source_runs(tool):
-        return None, f"{tool.binary} does not run (missing file or shared library)"
-    return tool, f"smtp-source at {tool.binary}"
+    return find_tool("smtp-source", cache_dir, explicit)
 
 
 def write_smtp_source_file(message: bytes, path: Path) -> None:

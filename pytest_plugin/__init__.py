@@ -17,5 +17,6 @@ from __future__ import annotations
 
 from mailtrap.pytest_plugin.capture import Inbox, MailAssertionError
 from mailtrap.pytest_plugin.message import Attachment, Envelope, Headers, Mail
+from mailtrap.pytest_plugin.relay import Delivery
 
-__all__ = ["Attachment", "Envelope", "Headers", "Inbox", "Mail", "MailAssertionError"]
+__all__ = ["Attachment", "Delivery", "Envelope", "Headers", "Inbox", "Mail", "MailAssertionError"]

@@ -119,13 +119,27 @@ class LocalBackend:
                 )
                 received = datetime.datetime.fromtimestamp(row["created"], datetime.UTC)
                 checks = LocalChecks(store_checks) if store_checks is not None else None
-                mail = Mail(row["id"], raw, envelope, received, checks)
+                mail = Mail(row["id"], raw, envelope, received, checks, relay_source=self)
                 known[row["id"]] = mail
             found.append(mail)
         return found
 
     def watch(self, mark: int) -> HubWatch:
         return HubWatch(self.server.store.hub.subscribe)
+
+    # -- relay state (a RelaySource) ---------------------------------------------
+
+    def relay_state(self, message_id: str) -> tuple[list[dict[str, Any]], str]:
+        from mailtrap.relay.watch import relay_state
+
+        return relay_state(self.server.store, message_id)
+
+    def wait_relay(
+        self, message_id: str, version: str, timeout: float
+    ) -> tuple[list[dict[str, Any]], str]:
+        from mailtrap.relay.watch import wait_for_change
+
+        return wait_for_change(self.server.store, message_id, version, timeout)
 
 
 class HubWatch:

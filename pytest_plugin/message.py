@@ -1,7 +1,8 @@
 """A captured message as a test sees it: pure code over the raw bytes and the envelope.
 
 Nothing here talks to a server, so the in-process and the external mode give
-tests the very same object.
+tests the very same object; only the relay state, which changes after the
+message arrived, is asked of the backend that read it (a :class:`RelaySource`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 
 from mailtrap import html_text
 from mailtrap.pytest_plugin.checks import AuthCheck, CheckSource, HtmlCheck, LinkCheck, SpamCheck
+from mailtrap.pytest_plugin.relay import SETTLED, Delivery, RelaySource, RelayWaitError
+from mailtrap.pytest_plugin.relay import deliveries as parse_deliveries
+from mailtrap.pytest_plugin.relay import wait_for_relay as wait_for_deliveries
 
 DEFAULT_CODE_PATTERN = r"\b\d{4,8}\b"
 
@@ -106,12 +110,14 @@ class Mail:
         envelope: Envelope,
         received: datetime.datetime | None = None,
         checks: CheckSource | None = None,
+        relay_source: RelaySource | None = None,
     ):
         self.id = id
         self.raw = raw
         self.envelope = envelope
         self.received = received
         self._checks = checks
+        self.relay_source = relay_source
 
     # -- the envelope -----------------------------------------------------------
 
@@ -215,6 +221,41 @@ class Mail:
     def _addresses(self, header: str) -> list[str]:
         values = self.headers.get_all(header)
         return [address for _, address in getaddresses(values) if address]
+
+    # -- relay ------------------------------------------------------------------
+
+    @property
+    def relay(self) -> list[Delivery]:
+        """Its relay deliveries as the server has them now, oldest first (none: not relayed)."""
+        items, _ = self._relay_source().relay_state(self.id)
+        return parse_deliveries(items)
+
+    def wait_for_relay(
+        self, to: str | None = None, state: str = SETTLED, timeout: float = 10.0
+    ) -> Delivery | list[Delivery]:
+        """Wait until its delivery to ``to`` (None: every delivery) is in ``state``; return it.
+
+        ``state`` is ``"settled"`` (sent or failed: the outcome, whichever it is),
+        or one of ``queued``, ``sending``, ``sent``, ``retrying``, ``failed``.
+        With ``to``, its :class:`Delivery` (the address compared ignoring case;
+        the latest, if it was relayed there more than once); without, the list.
+        Fails with :class:`MailAssertionError`, listing every delivery and reply,
+        after ``timeout`` seconds, or at once when a delivery ends in another
+        state than the one waited for.
+        """
+        __tracebackhide__ = True
+        from mailtrap.pytest_plugin.capture import MailAssertionError  # capture imports us
+
+        try:
+            found = wait_for_deliveries(self._relay_source(), self.id, to, state, timeout)
+        except RelayWaitError as error:
+            raise MailAssertionError(str(error)) from None
+        return found[-1] if to is not None else found
+
+    def _relay_source(self) -> RelaySource:
+        if self.relay_source is None:
+            raise TypeError(f"message {self.id} was not read from a server: it has no relay state")
+        return self.relay_source
 
     # -- helpers for confirmation mail ------------------------------------------
 

@@ -173,11 +173,32 @@ class HttpBackend:
             )
             received = _timestamp(summary["Created"])
             checks = HttpChecks(self.api)
-            cached = known[summary["ID"]] = Mail(summary["ID"], raw, envelope, received, checks)
+            cached = known[summary["ID"]] = Mail(
+                summary["ID"], raw, envelope, received, checks, relay_source=self
+            )
         return cached
 
     def watch(self, mark: HttpMark) -> LongPollWatch:
         return LongPollWatch(self.api, mark)
+
+    # -- relay state (a RelaySource), from GET /api/v1/message/{ID}/relay ---------
+
+    def relay_state(self, message_id: str) -> tuple[list[dict[str, Any]], str]:
+        answer = self.api.get_json(f"api/v1/message/{urllib.parse.quote(message_id)}/relay")
+        return answer.get("Relay") or [], str(answer.get("Version", ""))
+
+    def wait_relay(
+        self, message_id: str, version: str, timeout: float
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One long poll (at most LONGEST_POLL s): the server answers when the state changes."""
+        wait = min(timeout, LONGEST_POLL)
+        answer = self.api.get_json(
+            f"api/v1/message/{urllib.parse.quote(message_id)}/relay",
+            timeout=wait + REQUEST_TIMEOUT,
+            wait=f"{wait:.3f}",
+            changed=version,
+        )
+        return answer.get("Relay") or [], str(answer.get("Version", ""))
 
 
 class LongPollWatch:

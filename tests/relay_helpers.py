@@ -25,7 +25,7 @@ def write_config(folder: Path, text: str, name: str = "relay.toml") -> Path:
 TEST_DOMAINS = '["example.test", "other.test", "pref.test", "implicit.test", "null.test", "gone.test", "broken.test", "slow.test", "private.test"]'  # noqa: E501
 
 
-def mx_config(port: int, *extra: str, allowed: str = TEST_DOMAINS) -> str:
+def mx_config(port: int, *extra: str, allowed: str = TEST_DOMAINS, lifetime: str = "30s") -> str:
     """A direct-delivery config for the test zones, on ``port``, with quick retries."""
     lines = [
         'mode = "mx"',
@@ -40,7 +40,7 @@ def mx_config(port: int, *extra: str, allowed: str = TEST_DOMAINS) -> str:
         "[retry]",
         'first_delay = "0.2s"',
         'max_delay = "0.4s"',
-        'lifetime = "30s"',
+        f'lifetime = "{lifetime}"',
     ]
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@ HTTP API (or lets auto-relay and forwarding choose it).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from smtp_receiver import DROP, Receiver
 
 from mailtrap import Server
 from mailtrap.config import Address
+from mailtrap.tls import self_signed_context
 
 
 @pytest.fixture
@@ -96,6 +98,27 @@ def test_release_delivers_per_domain_and_reports_state(make_server, tmp_path, dn
     assert rest == MESSAGE.replace(b"Message-ID: <orig@app.test>\r\n", b"").replace(
         b"Bcc: hidden@example.test\r\n", b""
     )
+
+
+def test_starttls_is_used_whenever_the_mx_offers_it_and_clear_text_otherwise(
+    make_server, tmp_path, dns, mx
+):
+    _zone, address = dns
+    # A self-signed certificate for another name: opportunistic TLS takes it all the same.
+    offers_tls = mx("127.0.0.2", tls_context=self_signed_context("not-the-mx.test"))
+    clear_only = mx("127.0.0.3")
+    server = relay_server(make_server, tmp_path, address, offers_tls.port)
+    message_id = send(server, MESSAGE)
+
+    release(server, message_id, ["a@example.test", "c@other.test"])
+    deliveries = wait_relay(server, message_id, settled)
+
+    assert states(deliveries) == {"a@example.test": "sent", "c@other.test": "sent"}
+    ((encrypted,), (clear,)) = offers_tls.wait_for(1), clear_only.wait_for(1)
+    assert (encrypted.rcpt_tos, encrypted.tls) == (["a@example.test"], True)
+    assert (clear.rcpt_tos, clear.tls) == (["c@other.test"], False)
+    # The same bytes either way.
+    assert encrypted.data.split(b"\r\n", 3)[3] == clear.data.split(b"\r\n", 3)[3]
 
 
 def test_the_queue_shows_in_metrics(make_server, tmp_path, dns, mx):
@@ -289,3 +312,34 @@ def test_release_refuses_recipients_outside_the_allowlist_or_on_the_blocklist(
     )
     assert server.relay.deliveries(message_id) == []
     assert receiver.connections == 0
+
+
+def test_the_relay_route_long_polls_until_the_state_changes(make_server, tmp_path, dns, mx):
+    _zone, address = dns
+    receiver = mx("127.0.0.2")
+    server = relay_server(make_server, tmp_path, address, receiver.port)
+    message_id = send(server, plain("watched"))
+    api = Api(server)
+    path = f"/api/v1/message/{message_id}/relay"
+    before = api.ok("GET", path)
+    assert (before["ID"], before["Relay"]) == (message_id, [])
+
+    # A long poll that is answered by the release, not by its 20 s.
+    answers: list[dict] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(api.ok("GET", path, wait=20, changed=before["Version"]))
+    )
+    poll.start()
+    release(server, message_id, ["a@example.test"])
+    poll.join(20)
+
+    (changed,) = answers
+    assert changed["Version"] != before["Version"]
+    assert [d["Recipient"] for d in changed["Relay"]] == ["a@example.test"]
+    # Without wait (or with the version it already has) it answers at once.
+    settled_state = wait_relay(server, message_id, settled)
+    now = api.ok("GET", path)
+    assert now["Relay"] == settled_state
+    assert api.ok("GET", path, wait=0, changed=now["Version"])["Version"] == now["Version"]
+    assert api.request("GET", "/api/v1/message/nope/relay").status == 404
+    assert api.request("GET", path, wait="soon", changed="x").status == 400

@@ -26,6 +26,7 @@ from mailtrap.compose import ComposeError, compose
 from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
 from mailtrap.message import find_part, headers_map, message_detail, summary
 from mailtrap.relay import queue as relay_queue
+from mailtrap.relay.watch import relay_state, wait_for_change
 from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse, parse_date
 from mailtrap.store import Page
@@ -384,6 +385,23 @@ def release_message(message_id: str) -> Any:
         abort(400, f"Failed: {'address' if len(refused) == 1 else 'addresses'} refused: {reasons}")
     relay.release(message_id, addresses)
     return _ok()
+
+
+@bp.get("/message/<message_id>/relay")
+def message_relay(message_id: str) -> Any:
+    """Beyond Mailpit: the message's relay deliveries and their ``Version``; with
+    ``wait=SECONDS&changed=VERSION`` the answer waits until the state is another one."""
+    message_id = _message_id(message_id)
+    store = _store()
+    store.get(message_id)  # 404 for an unknown ID
+    wait = seconds_arg("wait", MAX_WAIT)
+    seen = request.args.get("changed", "")[:64]
+    if wait and seen:
+        stopping = current_app.config["MAILTRAP_STOPPING"]
+        deliveries, version = wait_for_change(store, message_id, seen, wait, stopping)
+    else:
+        deliveries, version = relay_state(store, message_id)
+    return jsonify({"ID": message_id, "Relay": deliveries, "Version": version})
 
 
 # -- tags ----------------------------------------------------------------------

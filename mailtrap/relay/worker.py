@@ -291,13 +291,21 @@ class RelayService:
             new_message_id=None if settings.keep_message_id else new_message_id(self.helo),
         )
         connection = Connection(hosts, port, self.helo, settings.timeout, settings.smarthost)
-        envelope = Envelope(transaction.mail_from, deliveries, data, self._commit_point)
+        envelope = Envelope(
+            transaction.mail_from,
+            deliveries,
+            data,
+            lambda ids: self._commit_point(transaction.message_id, ids),
+        )
         return self._client.send(connection, envelope)
 
-    def _commit_point(self, ids: list[int]) -> list[int]:
+    def _commit_point(self, message_id: str, ids: list[int]) -> list[int]:
         if self._client.aborted.is_set():
             return []
-        return self._write("start_sending", ids, time.time())
+        started = self._write("start_sending", ids, time.time())
+        if started:
+            self._announce([message_id])  # "sending": live clients see it before the reply
+        return started
 
     def _record(
         self, transaction: Transaction, outcomes: dict[int, Outcome], unsent_only: bool = False

@@ -132,3 +132,7 @@ export function deleteOnUnload(ids) {
     body: JSON.stringify({ IDs: ids }),
   }).catch(() => {});
 }
+
+/** Mailpit's release: relay the message to `to` (addresses); refusals come back as ApiError. */
+export const releaseMessage = (messageId, to) =>
+  request("POST", `api/v1/message/${id(messageId)}/release`, { json: { To: to }, as: "none" });

@@ -9,6 +9,7 @@ import { count, plural } from "./format.js";
 import { bindKeys } from "./keyboard.js";
 import { MessageList } from "./list.js";
 import { notificationsPossible, notificationsWanted, notifyNew, setFaviconBadge, setNotifications } from "./notify.js";
+import { relayFrame } from "./release.js";
 import { Selection } from "./selection.js";
 import { bindThemeButton } from "./theme.js";
 import { MessageView } from "./view.js";
@@ -182,6 +183,7 @@ let overflowed = false;
 // Frames are applied in batches: a burst of mail renders once. A timer rather
 // than requestAnimationFrame, so the title keeps counting in a background tab.
 function onEvent(frame) {
+  if (frame.Type === "relay") return relayFrame(frame.Data); // the open message's relay state
   if (pending.length >= MAX_PENDING) {
     overflowed = true;
     return;

@@ -6,6 +6,7 @@ import { showChecks } from "./checks.js";
 import { attachmentList, bodyDownload, calendarCards, htmlSource, recipientList, unsubscribeLine } from "./details.js";
 import { h, icon, replace } from "./dom.js";
 import { fullTime, hue, initials, mediumTime, personName, size } from "./format.js";
+import { showRelay } from "./release.js";
 import { tagChip } from "./tags.js";
 
 const TABS = ["html", "html-source", "text", "source", "headers", "attachments", "checks"];
@@ -226,6 +227,7 @@ export class MessageView {
     );
     this.renderToolbar();
     this.renderTags();
+    showRelay(this.element.querySelector(".message-head"), message); // relay state and the Release dialog
     if (!message) {
       this.panel.append(h("p", { class: "panel-note loading", text: "Loading…" }));
       return;
