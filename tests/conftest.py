@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import smtplib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,29 @@ from mailtrap import Server
 from mailtrap.config import Address
 
 EPHEMERAL = Address("127.0.0.1", 0)
+
+# In CI (`.ci/run` sets up every tool a test needs) a skipped test means a
+# missing install step, which a green run must not hide: the run fails.
+_skipped_in_ci: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        _skipped_in_ci.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped_in_ci and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skipped_in_ci:
+        terminalreporter.write_line(
+            f"CI=true: {len(_skipped_in_ci)} test(s) skipped, so the run fails "
+            "(install what they need in .ci/run): " + ", ".join(_skipped_in_ci[:10]),
+            red=True,
+        )
 
 
 @pytest.fixture
