@@ -333,6 +333,21 @@ def _paths() -> dict[str, Any]:
                 tag="relay",
             )
         },
+        "/api/v1/message/{ID}/relay": {
+            "get": _operation(
+                "The message's relay deliveries and their Version (beyond Mailpit)",
+                {
+                    "200": {"description": "ID, Relay and Version", "schema": {"type": "object"}},
+                    **NOT_FOUND,
+                },
+                parameters=(
+                    *message,
+                    _query("wait", "Seconds to wait for a Version other than changed"),
+                    _query("changed", "The Version last seen"),
+                ),
+                tag="relay",
+            )
+        },
         **{
             f"/api/v1/message/{{ID}}/{check}": {
                 "get": _operation(
