@@ -333,6 +333,24 @@ def _paths() -> dict[str, Any]:
                 tag="relay",
             )
         },
+        "/api/v1/message/{ID}/relay": {
+            "get": _operation(
+                "The message's relay deliveries (Mailtrap); with wait and changed, a long poll",
+                {"200": {"description": "Deliveries, Version", "schema": {"type": "object"}}},
+                parameters=(
+                    *message,
+                    _query(
+                        "wait",
+                        "Seconds to wait for a state other than changed",
+                        type="number",
+                        minimum=0,
+                        maximum=300,
+                    ),
+                    _query("changed", "The Version last seen"),
+                ),
+                tag="relay",
+            )
+        },
         **{
             f"/api/v1/message/{{ID}}/{check}": {
                 "get": _operation(
