@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 TICK = 0.25  # longest wait before looking again at the client and at shutdown
 STATS_INTERVAL = 0.25  # Mailpit's rate too: a burst of mail costs four counts a second
+STATS_ATTEMPTS = 3  # counts read again while events keep arriving, then sent all the same
 MAX_CLIENT_FRAMES = 16  # read (and ignore) per tick, so a chatty client cannot stall us
 SERVER_OPTIONS = {
     "ping_interval": 25,  # finds dead peers and keeps proxies from closing idle sockets
@@ -89,10 +90,28 @@ class EventStream:
                 self._ws.close(CloseReason.TRY_AGAIN_LATER, "too far behind, reconnect")
                 return
             if self._stats_due is not None and self._clock() >= self._stats_due:
-                self._send(frame("stats", self._stats()))
+                self._send_stats()
                 self._stats_sent_at = self._clock()
                 self._stats_due = None
         self._ws.close(CloseReason.GOING_AWAY, "server stopping")
+
+    def _send_stats(self) -> None:
+        """A ``stats`` frame that counts no message whose ``new`` frame is still to come.
+
+        A message is counted once its summary is written, and its ``new`` event
+        is published just before that: events that arrived while the counts
+        were read go out first, and the counts are read again, or a page would
+        add those messages to a total that has them already.
+        """
+        for _ in range(STATS_ATTEMPTS):
+            stats = self._stats()
+            late = self._subscription.get(timeout=0)
+            if late is None:
+                break
+            while late is not None:
+                self._send(frame(late.type, late.data))
+                late = self._subscription.get(timeout=0)
+        self._send(frame("stats", stats))
 
     def _wait(self) -> float:
         if self._stats_due is None:

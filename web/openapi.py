@@ -335,14 +335,17 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/message/{ID}/relay": {
             "get": _operation(
-                "The message's relay deliveries and their Version (beyond Mailpit)",
-                {
-                    "200": {"description": "ID, Relay and Version", "schema": {"type": "object"}},
-                    **NOT_FOUND,
-                },
+                "The message's relay deliveries (Mailtrap); with wait and changed, a long poll",
+                {"200": {"description": "Deliveries, Version", "schema": {"type": "object"}}},
                 parameters=(
                     *message,
-                    _query("wait", "Seconds to wait for a Version other than changed"),
+                    _query(
+                        "wait",
+                        "Seconds to wait for a state other than changed",
+                        type="number",
+                        minimum=0,
+                        maximum=300,
+                    ),
                     _query("changed", "The Version last seen"),
                 ),
                 tag="relay",

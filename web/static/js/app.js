@@ -32,6 +32,7 @@ const state = {
   matchingUnread: 0,
   searchError: "", // why the server refused the query
   loaded: false,
+  countedUntil: "", // Created of the newest message the loaded first page counted
   offline: false,
 };
 
@@ -99,6 +100,10 @@ async function load() {
   state.matching = Math.max(0, (data.messages_count ?? shown.length) - hidden.size);
   state.matchingUnread = Math.max(0, (data.messages_unread ?? 0) - unreadHidden);
   state.loaded = true;
+  // A "new" frame can arrive after a list that already counted its message
+  // (the two travel on different connections): the newest message the list
+  // knows tells them apart, since later mail is created later.
+  state.countedUntil = !state.query && state.start === 0 && shown.length ? shown[0].Created : "";
   if (state.start > 0 && state.start >= state.matching) {
     // The page emptied under us (deletions): show the last one that has mail.
     state.start = Math.max(0, Math.floor((state.matching - 1) / state.pageSize) * state.pageSize);
@@ -208,6 +213,9 @@ function applyEvents() {
 function applyEvent({ Type: type, Data: data }) {
   if (type !== "stats") eventsSeen += 1;
   if (type === "new" && data && data.ID) {
+    const listed = state.messages.some((message) => message.ID === data.ID);
+    const counted = listed || Boolean(state.countedUntil && data.Created && data.Created <= state.countedUntil);
+    if (counted) return; // in the list already, or below its first page
     state.total += 1;
     if (!data.Read) state.unread += 1;
     notifyNew(data, (id) => openById(id));
