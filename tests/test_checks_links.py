@@ -21,10 +21,10 @@ from api_client import Api, send
 from dns_server import ZoneResolver, dns_server
 
 from mailtrap import Server
-from mailtrap.checks.addresses import refusal
 from mailtrap.checks.http_probe import MAX_BODY, Prober
 from mailtrap.checks.links import extract_links
 from mailtrap.config import Address
+from mailtrap.ip_targets import refusal
 from mailtrap.resolver import make_resolver
 
 BIG = 64 * 1024 * 1024

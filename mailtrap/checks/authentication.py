@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
-from mailtrap.checks.addresses import IPAddress
 from mailtrap.checks.dmarc import check_dmarc
 from mailtrap.checks.dns_records import Records
 from mailtrap.checks.signatures import DkimResult, too_large, verify_arc, verify_dkim
 from mailtrap.checks.spf import SpfResult, check_spf
+from mailtrap.ip_targets import IPAddress
 from mailtrap.mime import header_fields
 
 AUTHSERV_ID = "mailtrap"

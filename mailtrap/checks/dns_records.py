@@ -9,7 +9,7 @@ import dns.name
 import dns.resolver
 import dns.reversename
 
-from mailtrap.checks.addresses import IPAddress
+from mailtrap.ip_targets import IPAddress
 
 
 class TempError(Exception):

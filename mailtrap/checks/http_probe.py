@@ -1,7 +1,7 @@
 """Requests for the link check, to addresses it has vetted itself.
 
 Each host is resolved once, through the shared resolver; every address it
-resolves to is vetted (:mod:`mailtrap.checks.addresses`) and the connection
+resolves to is vetted (:mod:`mailtrap.ip_targets`) and the connection
 goes to that address, so no second lookup (which DNS rebinding could answer
 differently) ever happens. A redirect is a new hop, vetted the same way.
 Every request has a deadline, and a body is read only up to a cap.
@@ -26,7 +26,7 @@ import dns.name
 import dns.resolver
 
 from mailtrap import __version__
-from mailtrap.checks.addresses import IPAddress, refusal
+from mailtrap.ip_targets import IPAddress, refusal
 
 TIMEOUT = 10.0  # seconds for one link, every hop and lookup included
 MAX_REDIRECTS = 5

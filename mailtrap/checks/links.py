@@ -18,8 +18,8 @@ from typing import Any
 import lxml.html
 from lxml import etree
 
-from mailtrap.checks.addresses import IPAddress
 from mailtrap.checks.http_probe import NOT_CHECKED, LinkStatus
+from mailtrap.ip_targets import IPAddress
 
 MAX_LINKS = 100  # distinct URLs checked per message (Mailpit's number)
 WORKERS = 8

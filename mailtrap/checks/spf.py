@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mailtrap.checks.addresses import IPAddress
 from mailtrap.checks.dns_records import Records, TempError
+from mailtrap.ip_targets import IPAddress
 
 MAX_LOOKUPS = 10  # DNS-querying terms per check (RFC 7208 4.6.4)
 MAX_VOID_LOOKUPS = 2

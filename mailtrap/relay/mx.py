@@ -15,11 +15,12 @@ import ipaddress
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import dns.exception
 import dns.rdatatype
 import dns.resolver
+
+from mailtrap.ip_targets import refusal
 
 ANSWER = "answer"
 NO_DATA = "nodata"  # the name exists but has no record of that type
@@ -80,27 +81,7 @@ def refused_address(address: str, allow_private: bool) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return True
-    candidates = [ip, *_embedded_ipv4(ip)]
-    if any(each.is_unspecified or each.is_multicast for each in candidates):
-        return True
-    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local  # deprecated fec0::/10
-    routable = all(each.is_global for each in candidates) and not site_local
-    return not (allow_private or routable)
-
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated, still tunnelled by sit0
-
-
-def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[Any]:
-    """IPv4 addresses an IPv6 one leads to (mapped, 6to4, Teredo, NAT64, compatible),
-    so ``2002:7f00:1::`` is judged as the 127.0.0.1 it reaches, not as a global address."""
-    if not isinstance(ip, ipaddress.IPv6Address):
-        return []
-    found: list[Any] = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
-    if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
-        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return [each for each in found if each is not None]
+    return refusal(ip, allow_private) is not None
 
 
 def route(

@@ -1,4 +1,5 @@
-"""Which IP addresses the link check may connect to: public ones, unless told otherwise."""
+"""Which IP addresses Mailtrap may connect to on a message's behalf (relay MX hosts, link
+check): public ones, unless told otherwise."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses inside IPv6 (RFC 
 # "This network" (RFC 1122): Linux connects 0.0.0.0 to this host, and no 0/8 address is
 # anyone's server; Python counts the block as private, which the flag would allow.
 THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated, still tunnelled by sit0
 
 
 def refusal(address: IPAddress, allow_private: bool = False) -> str | None:
-    """Why the link check must not connect to ``address``, or None when it may.
+    """Why Mailtrap must not connect to ``address``, or None when it may.
 
     An IPv6 address that carries an IPv4 address (mapped, 6to4, NAT64,
     Teredo) is judged by that IPv4 address too, so ``::ffff:127.0.0.1`` is
@@ -28,6 +30,8 @@ def refusal(address: IPAddress, allow_private: bool = False) -> str | None:
             reason = refusal(inner, allow_private)
             if reason is not None:
                 return f"{reason} (inside {address})"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "a site-local address (deprecated fec0::/10)"
     if address.is_multicast:
         return "a multicast address"
     if address.is_unspecified:
@@ -58,6 +62,7 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]  # the client's address
-    if address in NAT64:
+    # ::/96 holds ::1 and :: too, which are IPv6's own loopback and unspecified.
+    if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
