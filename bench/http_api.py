@@ -136,10 +136,13 @@ def prepared_database(count: int, fresh: bool, workdir: Path) -> Path:
 
 
 class ServeProcess:
-    """`python -m mailtrap serve` on ephemeral ports, with its ports read from the banner."""
+    """`python -m mailtrap serve` on ephemeral ports, with its ports read from the banner.
 
-    def __init__(self, db: Path):
-        command = [sys.executable, "-m", "mailtrap", "serve", "--db", str(db)]
+    ``python``: another checkout's interpreter runs that checkout's server.
+    """
+
+    def __init__(self, db: Path, python: str = sys.executable):
+        command = [python, "-m", "mailtrap", "serve", "--db", str(db)]
         command += ["--http", f"{HOST}:0", "--smtp", f"{HOST}:0", "--pop3", "off"]
         command += ["--max-messages", "0"]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
