@@ -486,7 +486,7 @@ def test_static_files_are_versioned_cached_and_compressed(server: Server):
     version = re.search(r'src="static/([0-9a-f]{12})/js/app.js"', page_html)
     assert version, "the page's script is under a versioned path"
     modules = re.findall(r'<link rel="modulepreload" href="(static/[^"]+)"', page_html)
-    assert "static/" + version[1] + "/js/view.js" in modules  # fetched at once, not by import
+    assert "static/" + version[1] + "/js/list.js" in modules  # fetched at once, not by import
     assert (
         'rel="preload" as="fetch"' in page_html
         and "api/v1/messages?start=0&amp;limit=50" in page_html
@@ -505,3 +505,87 @@ def test_static_files_are_versioned_cached_and_compressed(server: Server):
     not_modified.value.close()
     with urllib.request.urlopen(f"{server.http_url}static/js/app.js", timeout=10) as response:
         assert response.headers["Cache-Control"] == "no-cache"  # unversioned: revalidated
+
+
+# The message pane and what only it uses: not needed for the list, loaded after it.
+DEFERRED = ("view.js", "details.js", "highlight.js", "checks.js", "release.js", "welcome.js")
+STATIC_IMPORT = re.compile(r'\bfrom\s*"\./([\w.-]+\.js)"')
+
+
+def test_the_first_paint_preloads_the_lists_modules_and_none_of_the_panes(server: Server):
+    with urllib.request.urlopen(server.http_url, timeout=10) as response:
+        page_html = response.read().decode()
+    version = re.search(r'src="static/([0-9a-f]{12})/js/app.js"', page_html)[1]
+    link = rf'<link rel="modulepreload" href="static/{version}/js/([^"]+)"'
+    preloaded = re.findall(link, page_html)
+    assert {"api.js", "dom.js", "format.js", "list.js"} <= set(preloaded)
+    assert not set(preloaded) & set(DEFERRED)
+    assert "checks.css" not in page_html and "release.css" not in page_html
+
+    def source(name: str) -> str:
+        url = f"{server.http_url}static/{version}/js/{name}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert "immutable" in response.headers["Cache-Control"]
+            return response.read().decode()
+
+    # What the first paint runs imports nothing statically that is not preloaded:
+    # no module is found import by import, and none of the pane's is among them.
+    for name in ["app.js", *preloaded]:
+        assert set(STATIC_IMPORT.findall(source(name))) <= set(preloaded), name
+    assert "MessageView" in source("view.js")  # still served, for the import after the rows
+
+
+FIRST_ROW_SEEN = """
+new MutationObserver((changes, observer) => {
+  if (!document.querySelector("#list .row")) return;
+  observer.disconnect();
+  window.__firstRowAt = performance.now();
+}).observe(document, { childList: true, subtree: true });
+"""
+PANE_REQUESTS = """() => Object.fromEntries(performance.getEntriesByType("resource")
+  .filter((entry) => /\\/(js\\/view\\.js|checks\\.css|release\\.css)$/.test(entry.name))
+  .map((entry) => [entry.name.split("/").pop(), entry.startTime]))"""
+
+
+def test_the_message_pane_loads_after_the_first_rows_on_demand_and_after_a_failure(
+    browser: Browser, server: Server
+):
+    send(server, "Deferred", html="<p>Hello</p>")
+    message_id = next(iter(server.store.ids()))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        errors = watch_errors(page)
+        page.add_init_script(FIRST_ROW_SEEN)
+        page.goto(server.http_url)
+        expect(rows(page)).to_have_count(1)
+        expect(page.locator(".placeholder-title")).to_have_text("No message selected")
+        # Nothing asked for it: the pane's code and styles come once the rows are in.
+        page.wait_for_function(f"() => Object.keys(({PANE_REQUESTS})()).length === 3")
+        first_row = page.evaluate("window.__firstRowAt")
+        requested = page.evaluate(PANE_REQUESTS)
+        assert all(start > first_row for start in requested.values()), (first_row, requested)
+        open_message(page, "Deferred")
+        page.get_by_role("tab", name="Checks").click()
+        expect(page.locator(".checks")).to_have_css("display", "grid")  # checks.css applies
+
+        # A link to the message: it opens before the code would have come on its own.
+        linked = context.new_page()
+        errors += watch_errors(linked)
+        linked.goto(f"{server.http_url}?id={message_id}")
+        expect(linked.locator(".message-subject")).to_have_text("Deferred")
+        expect(linked.locator(".message-head .relay")).to_have_count(1)  # release.js ran
+
+        # The code could not be fetched (the server away for that moment): the
+        # pane says so, and the next open fetches it again.
+        failing = context.new_page()
+        failing.route("**/js/view.js", lambda route: route.abort())
+        failing.goto(server.http_url)
+        row(failing, "Deferred").click()
+        expect(failing.locator(".offline-note")).to_contain_text("cannot be reached")
+        failing.unroute("**/js/view.js")
+        row(failing, "Deferred").click()
+        expect(failing.locator(".message-subject")).to_have_text("Deferred")
+    finally:
+        context.close()
+    assert errors == [], "the inbox page reported errors"

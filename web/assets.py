@@ -5,8 +5,11 @@ gets one version, a hash of its names and contents. The page refers to its
 files as ``static/{version}/...``: those answers may be kept a year
 (``immutable``), because a new release has a new version and so new URLs; a
 relative ``import`` inside a module stays under the same version. The page
-itself lists every module with ``<link rel=modulepreload>``, so the browser
-fetches them all at once instead of discovering them import by import.
+lists the modules its script imports statically, directly or not, with
+``<link rel=modulepreload>``, so the browser fetches them all at once instead
+of discovering them import by import. Modules only reachable through a dynamic
+``import()`` (the message pane, loaded after the first rows are painted) are not
+listed: fetched and compiled before those rows, they would only delay them.
 
 ``static/{path}`` without a version (or with an old one) is still answered,
 with ``no-cache`` and an ETag. Text files also go out gzip-compressed to
@@ -30,6 +33,9 @@ REVALIDATE = "no-cache"
 MIN_COMPRESSED = 1024  # bytes: below this, gzip's framing costs more than it saves
 _VERSION = re.compile(r"[0-9a-f]{12}")
 _STATIC_REFERENCE = re.compile(r'(\b(?:href|src)=")static/')
+# `import ... from "./x.js"`, `export ... from "./x.js"`; a dynamic import("./x.js") has no `from`.
+_STATIC_IMPORT = re.compile(r'\bfrom\s*"\./([\w.-]+\.js)"')
+PAGE_SCRIPT = "js/app.js"
 _EXTENSION = "mailtrap_assets"
 DATA_PRELOAD = "\n    <!--data-preload-->"  # where the page's own request for its first list goes
 
@@ -76,12 +82,11 @@ class Assets:
         self.index = make_asset(self._page((folder / "index.html").read_text()), "text/html")
 
     def _page(self, html: str) -> bytes:
-        """index.html with versioned references and a preload of every module."""
+        """index.html with versioned references and a preload of the modules its script imports."""
         html = _STATIC_REFERENCE.sub(rf"\g<1>static/{self.version}/", html)
         preloads = "".join(
             f'\n    <link rel="modulepreload" href="static/{self.version}/{name}" />'
-            for name in self.files
-            if name.endswith(".js") and name != "js/app.js"  # app.js: the page's script itself
+            for name in self.static_imports(PAGE_SCRIPT)
         )
         # The page's data first: browsers open six connections to a host, and
         # what is listed first is asked for first.
@@ -89,6 +94,21 @@ class Assets:
             '\n    <link rel="stylesheet"', f'{DATA_PRELOAD}\n    <link rel="stylesheet"', 1
         )
         return html.replace("\n  </head>", f"{preloads}\n  </head>", 1).encode()
+
+    def static_imports(self, script: str) -> list[str]:
+        """The modules ``script`` imports statically, directly or through others, in the
+        order they are found (``script`` itself not included)."""
+        found: list[str] = []
+        waiting = [script]
+        while waiting:
+            importer = waiting.pop(0)
+            folder = importer.rpartition("/")[0]
+            for name in _STATIC_IMPORT.findall(self.files[importer].body.decode()):
+                path = f"{folder}/{name}" if folder else name
+                if path != script and path not in found and path in self.files:
+                    found.append(path)
+                    waiting.append(path)
+        return found
 
 
 def register(app: Flask) -> None:

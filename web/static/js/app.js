@@ -6,14 +6,12 @@ import { $, h, replace } from "./dom.js";
 import { connectEvents } from "./events.js";
 import { confirmDialog, finishToast, toast } from "./feedback.js";
 import { count, plural } from "./format.js";
+import { DeferredView } from "./deferred_view.js";
 import { bindKeys } from "./keyboard.js";
 import { MessageList } from "./list.js";
 import { notificationsPossible, notificationsWanted, notifyNew, setFaviconBadge, setNotifications } from "./notify.js";
-import { relayFrame } from "./release.js";
 import { Selection } from "./selection.js";
 import { bindThemeButton } from "./theme.js";
-import { MessageView } from "./view.js";
-import { showSmtpSettings } from "./welcome.js";
 
 const PAGE_SIZES = [25, 50, 100, 200];
 const PAGE_SIZE_COOKIE = "mailtrap_page_size"; // the server preloads the first page at this size
@@ -44,7 +42,8 @@ const list = new MessageList($("#list"), {
   onSelect: (id, { range }) => select(id, range),
 });
 const bulk = new Bulk({ state, selection, list, refresh: () => scheduleReload(), deleteMessages, search, guard });
-const view = new MessageView($("#view"), {
+// The message pane's code loads after the first rows are painted (deferred_view.js).
+const view = new DeferredView($("#view"), {
   onBack: () => closeMessage(),
   onDelete: (id) => deleteMessages([id]),
   onToggleRead: (id) => toggleRead(id),
@@ -188,7 +187,7 @@ let overflowed = false;
 // Frames are applied in batches: a burst of mail renders once. A timer rather
 // than requestAnimationFrame, so the title keeps counting in a background tab.
 function onEvent(frame) {
-  if (frame.Type === "relay") return relayFrame(frame.Data); // the open message's relay state
+  if (frame.Type === "relay") return view.relayFrame(frame.Data); // the open message's relay state
   if (pending.length >= MAX_PENDING) {
     overflowed = true;
     return;
@@ -666,10 +665,23 @@ function start() {
   };
   setInterval(() => list.refreshTimes(), 30000);
 
-  applyLocation();
+  applyLocation().finally(() => afterPaint(loadTheRest));
   bulk.refreshTags();
-  // Not needed for the first rows: after them.
-  setTimeout(showSmtpSettings, 0);
+}
+
+/** Run `call` once the frame being drawn is on screen (at once in a hidden tab, which draws none). */
+function afterPaint(call) {
+  if (document.hidden) setTimeout(call, 0);
+  else requestAnimationFrame(() => setTimeout(call, 0));
+}
+
+/** What the first rows did not need: the message pane's code, the empty inbox's SMTP settings. */
+function loadTheRest() {
+  view.load().catch(() => {}); // offline: opening a message tries again
+  import("./welcome.js").then(
+    ({ showSmtpSettings }) => showSmtpSettings(),
+    () => {}, // the welcome card just lacks the address
+  );
 }
 
 function bindNotifyButton(button) {

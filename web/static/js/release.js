@@ -4,7 +4,7 @@
 // says relay is on; the state shows whenever a message has deliveries.
 //
 // The view calls showRelay() when it renders a message, the event stream hands
-// relayFrame() every "relay" frame, index.html links release.css; everything
+// relayFrame() every "relay" frame, deferred_view.js links release.css; everything
 // else stays in this file.
 
 import * as api from "./api.js";

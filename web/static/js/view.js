@@ -62,38 +62,16 @@ export class MessageView {
       WIDTHS.map(([name]) => name),
     );
     this.loading = null;
-    this.showPlaceholder();
   }
 
   get openId() {
     return this.summary ? this.summary.ID : null;
   }
 
-  showPlaceholder(note = "") {
+  /** Stop showing the message (the caller draws what replaces it). */
+  close() {
     this.abort();
     this.summary = this.message = null;
-    replace(
-      this.element,
-      h(
-        "div",
-        { class: "placeholder" },
-        icon("mail", "placeholder-icon"),
-        h("p", { class: "placeholder-title", text: note || "No message selected" }),
-        h(
-          "p",
-          { class: "placeholder-hint" },
-          "Open one from the list, or use ",
-          h("kbd", { text: "j" }),
-          " ",
-          h("kbd", { text: "k" }),
-          " and ",
-          h("kbd", { text: "Enter" }),
-          ". ",
-          h("kbd", { text: "?" }),
-          " lists every shortcut.",
-        ),
-      ),
-    );
   }
 
   abort() {

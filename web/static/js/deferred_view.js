@@ -1,0 +1,125 @@
+// The message pane, whose code loads after the first rows are painted.
+//
+// view.js and what only it needs (details, highlighting, checks, relay, and
+// their stylesheets) are most of the page's code, and none of it is needed to
+// show the list: the page loads it once the rows are on screen (load()), or at
+// once when a message is opened before that. Until it is in, calls wait for it
+// in order, and openId already answers as the pane will. The placeholder
+// (no message open) is drawn here, from what index.html has in the pane.
+
+import { h, replace } from "./dom.js";
+
+const STYLESHEETS = ["../checks.css", "../release.css"]; // beside app.css, under the same version
+
+export class DeferredView {
+  /** The same arguments as MessageView's. */
+  constructor(element, actions) {
+    this.element = element;
+    this.actions = actions;
+    this.view = null; // the MessageView, once loaded
+    this.relay = null; // release.js, once loaded
+    this.loading = null;
+    this.pending = null; // the summary openId will be of when the calls waiting have run
+    this.failed = false; // the code could not be fetched: retry() tries again
+    // What index.html draws in the pane, kept before anything replaces it.
+    this.placeholder = element.querySelector(".placeholder").cloneNode(true);
+  }
+
+  /** Import the pane's code (once); resolves when it is running. */
+  load() {
+    if (this.loading) return this.loading;
+    this.failed = false;
+    const code = [import("./view.js"), import("./release.js")];
+    this.loading = Promise.all([...code, ...STYLESHEETS.map(linkStylesheet)]).then(
+      ([{ MessageView }, relay]) => {
+        this.relay = relay;
+        this.view = new MessageView(this.element, this.actions);
+      },
+      (error) => {
+        this.loading = null;
+        this.failed = true;
+        throw error;
+      },
+    );
+    return this.loading;
+  }
+
+  get openId() {
+    return this.view ? this.view.openId : this.pending && this.pending.ID;
+  }
+
+  /** Run `call(view)` now, or once the code is in (in the order asked). */
+  whenLoaded(call) {
+    if (this.view) return call(this.view);
+    this.load().then(
+      () => call(this.view),
+      (error) => {
+        if (!this.failed) throw error; // a bug, not the network: let it show
+        this.showUnreachable();
+      },
+    );
+  }
+
+  open(summary) {
+    this.pending = summary;
+    this.whenLoaded((view) => this.pending === summary && view.open(summary)); // unless closed since
+  }
+
+  /** No message open; `note` says why, where there is a reason. */
+  showPlaceholder(note = "") {
+    this.pending = null;
+    if (this.view) this.view.close();
+    const placeholder = this.placeholder.cloneNode(true);
+    placeholder.querySelector(".placeholder-title").textContent = note || "No message selected";
+    replace(this.element, placeholder);
+  }
+
+  update(summary) {
+    this.whenLoaded((view) => view.update(summary));
+  }
+
+  selectTabNumber(number) {
+    this.whenLoaded((view) => view.selectTabNumber(number));
+  }
+
+  /** Open again what failed for want of a server, the pane's own code included. */
+  retry() {
+    if (this.view) this.view.retry();
+    // The calls that waited were dropped with the failure: the open is the one that counts.
+    else if (this.failed && this.pending) this.open(this.pending);
+  }
+
+  /** A "relay" frame for the open message. Before the code is in, no message is open,
+   * and one opened later asks the server for its state after this frame was sent. */
+  relayFrame(data) {
+    if (this.relay) this.relay.relayFrame(data);
+  }
+
+  showUnreachable() {
+    if (this.view || !this.pending) return;
+    const text = "The server cannot be reached. The message opens when it is back.";
+    replace(this.element, h("p", { class: "panel-note offline-note", text }));
+  }
+}
+
+/** Add the stylesheet at `path` (relative to this module) once; resolves when it applies. */
+function linkStylesheet(path) {
+  const href = new URL(path, import.meta.url).href;
+  let link = [...document.querySelectorAll('link[rel="stylesheet"]')].find((each) => each.href === href);
+  if (link && link.sheet) return Promise.resolve();
+  if (!link) {
+    link = h("link", { rel: "stylesheet", href });
+    document.head.append(link);
+  }
+  return new Promise((resolve, reject) => {
+    link.addEventListener("load", () => resolve(), { once: true });
+    link.addEventListener(
+      "error",
+      () => {
+        link.remove(); // a later load() adds it afresh
+        reject(new Error(`could not load ${path}`));
+      },
+      { once: true },
+    );
+  });
+}
