@@ -62,6 +62,7 @@ PRUNE_EVENT_AFTER = 200
 # How long a read waits for the summaries of messages already acknowledged;
 # longer than the parser's CPU budget per message.
 SETTLE_TIMEOUT = 5.0
+SUBJECTS_CHUNK = 500  # IDs bound per query (SQLite's limit on variables is far above)
 
 
 @dataclass
@@ -655,11 +656,21 @@ class Store:
                 ).fetchone()
         return Page(rows, total, unread)
 
-    def matching_ids(self, search: Search) -> list[str]:
-        """IDs of every message matching ``search``, newest first."""
+    def matching_ids(self, search: Search, limit: int = -1) -> list[str]:
+        """IDs of every message matching ``search`` (the newest ``limit``), newest first."""
         self.settle()
-        sql = f"SELECT id FROM messages WHERE {search.where} ORDER BY seq DESC"
-        return [row[0] for row in self.reader.execute(sql, search.params)]
+        sql = f"SELECT id FROM messages WHERE {search.where} ORDER BY seq DESC LIMIT ?"
+        return [row[0] for row in self.reader.execute(sql, [*search.params, limit])]
+
+    def subjects(self, message_ids: list[str]) -> dict[str, str]:
+        """The subject of each of ``message_ids`` that exists."""
+        self.settle()
+        found: dict[str, str] = {}
+        for start in range(0, len(message_ids), SUBJECTS_CHUNK):
+            chunk = message_ids[start : start + SUBJECTS_CHUNK]
+            sql = f"SELECT id, subject FROM messages WHERE id IN ({', '.join('?' * len(chunk))})"
+            found.update((row[0], row[1] or "") for row in self.reader.execute(sql, chunk))
+        return found
 
     def latest_id(self, search: Search | None = None) -> str:
         """The ID of the newest message (matching ``search``); MessageNotFound if none."""
