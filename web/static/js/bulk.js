@@ -3,8 +3,10 @@
 
 import * as api from "./api.js";
 import { $, h, icon, replace } from "./dom.js";
+import { releaseSelection } from "./bulk_release.js";
 import { confirmDialog, toast } from "./feedback.js";
 import { count, plural } from "./format.js";
+import { relaySettings } from "./release.js";
 import { askTag, manageTags, tagChip, tagQuery } from "./tags.js";
 
 const FETCH_PAGE = 1000; // summaries per request when tagging every result (the API's maximum)
@@ -15,6 +17,7 @@ export class Bulk {
   constructor(ctx) {
     Object.assign(this, ctx);
     this.tagCounts = {};
+    this.relayEnabled = false; // until /api/v1/webui says relay is on
     this.tagTimer = null;
   }
 
@@ -27,7 +30,14 @@ export class Bulk {
     $("#bulk-unread").addEventListener("click", () => this.markSelected(false));
     $("#bulk-tag").addEventListener("click", () => this.tagSelected());
     $("#bulk-delete").addEventListener("click", () => this.deleteSelected());
+    $("#bulk-release").addEventListener("click", () => this.releaseSelected());
     $("#bulk-clear").addEventListener("click", () => this.selection.clear());
+    // Release is offered only when the server relays, as in the message view.
+    relaySettings().then((relay) => {
+      this.relayEnabled = Boolean(relay.Enabled);
+      $("#bulk").dataset.relay = this.relayEnabled ? "on" : "off";
+      this.render();
+    });
   }
 
   /** How many the selection touches, and a phrase for it. */
@@ -54,10 +64,12 @@ export class Bulk {
       ["#bulk-unread", `Mark ${what} unread`],
       ["#bulk-tag", `Tag or untag ${what}`],
       ["#bulk-delete", `Delete ${what}`],
+      ["#bulk-release", `Release ${what}`],
     ]) {
       $(id).title = label;
       $(id).setAttribute("aria-label", label);
     }
+    $("#bulk-release").hidden = !this.relayEnabled;
     this.renderSelectAll(onPage);
   }
 
@@ -136,6 +148,24 @@ export class Bulk {
     }
     selection.clear();
     this.refresh();
+  }
+
+  /** Relay the selection (every result, during a search) to recipients asked for once. */
+  releaseSelected() {
+    if (!this.guard() || !this.relayEnabled) return;
+    const { state, selection } = this;
+    const n = this.howMany;
+    if (!n) return;
+    const everyResult = selection.all && state.query;
+    releaseSelection({
+      target: selection.all ? { query: state.query } : { ids: [...selection.ids] },
+      howMany: n,
+      what: everyResult
+        ? `${n === 1 ? "the result" : `the ${plural(n, "result")}`} of “${state.query}”`
+        : n === 1
+          ? "the selected message"
+          : `the ${plural(n, "selected message")}`,
+    });
   }
 
   async tagSelected() {
