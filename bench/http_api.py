@@ -128,10 +128,10 @@ def prepared_database(count: int, fresh: bool, workdir: Path) -> Path:
 class ServeProcess:
     """`python -m mailtrap serve` on ephemeral ports, with its ports read from the banner."""
 
-    def __init__(self, db: Path):
+    def __init__(self, db: Path, *extra: str):
         command = [sys.executable, "-m", "mailtrap", "serve", "--db", str(db)]
         command += ["--http", f"{HOST}:0", "--smtp", f"{HOST}:0", "--pop3", "off"]
-        command += ["--max-messages", "0"]
+        command += ["--max-messages", "0", *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         ports: dict[str, int] = {}
         assert self.process.stdout is not None
