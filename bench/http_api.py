@@ -138,13 +138,14 @@ def prepared_database(count: int, fresh: bool, workdir: Path) -> Path:
 class ServeProcess:
     """`python -m mailtrap serve` on ephemeral ports, with its ports read from the banner.
 
-    ``python``: another checkout's interpreter runs that checkout's server.
+    ``extra``: more flags of ``serve``; ``python``: another checkout's interpreter
+    runs that checkout's server.
     """
 
-    def __init__(self, db: Path, python: str = sys.executable):
+    def __init__(self, db: Path, *extra: str, python: str = sys.executable):
         command = [python, "-m", "mailtrap", "serve", "--db", str(db)]
         command += ["--http", f"{HOST}:0", "--smtp", f"{HOST}:0", "--pop3", "off"]
-        command += ["--max-messages", "0"]
+        command += ["--max-messages", "0", *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         ports: dict[str, int] = {}
         assert self.process.stdout is not None

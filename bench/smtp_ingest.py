@@ -305,9 +305,9 @@ def send_single(port: int, message: bytes) -> MessageTiming:
 def server_command(name: str, python: str, db_path: Path, extra: Sequence[str] = ()) -> list[str]:
     if name == "bare":
         return [python, str(BENCH_DIR / "bare_sink.py")]
-    # SMTP only: the web and POP3 listeners would take fixed ports and are not measured here.
+    # As users run it, the web inbox and POP3 listening too (on free ports).
     mailtrap = [python, "-m", "mailtrap", "serve", "--smtp", f"{HOST}:0", "--db", str(db_path)]
-    mailtrap += ["--http", "off", "--pop3", "off"]
+    mailtrap += ["--http", f"{HOST}:0", "--pop3", f"{HOST}:0"]
     return [*mailtrap, *extra]
 
 
@@ -448,6 +448,7 @@ class ScenarioResult:
     connections: int
     message_bytes: int
     client: str
+    round: int = 1
     msgs_per_s: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -618,6 +619,7 @@ def print_results(results: Sequence[ScenarioResult]) -> None:
         "kind",
         "bytes",
         "K",
+        "round",
         "msgs/s",
         "p50 ms",
         "p99 ms",
@@ -632,6 +634,7 @@ def print_results(results: Sequence[ScenarioResult]) -> None:
             r.kind,
             str(r.message_bytes),
             str(r.connections),
+            str(r.round),
             fmt(r.msgs_per_s),
             fmt(r.p50_ms, ".2f"),
             fmt(r.p99_ms, ".2f"),
@@ -648,18 +651,33 @@ def print_results(results: Sequence[ScenarioResult]) -> None:
             print(f"  ! {r.server} {r.kind} K={r.connections}: {r.error}")
 
 
-def print_ratios(results: Sequence[ScenarioResult]) -> None:
-    by_key = {(r.server, r.kind, r.connections): r.msgs_per_s for r in results}
-    rows = []
+def round_ratios(results: Sequence[ScenarioResult]) -> dict[tuple[str, int], list[float]]:
+    """Mailtrap / bare throughput of each round, by (kind, K)."""
+    by_key = {(r.server, r.kind, r.connections, r.round): r.msgs_per_s for r in results}
+    ratios: dict[tuple[str, int], list[float]] = {}
     for r in results:
         if r.server != "mailtrap":
             continue
-        bare = by_key.get(("bare", r.kind, r.connections))
-        ratio = r.msgs_per_s / bare if r.msgs_per_s and bare else None
-        rows.append([r.kind, str(r.connections), fmt(ratio, ".2f")])
+        bare = by_key.get(("bare", r.kind, r.connections, r.round))
+        if r.msgs_per_s and bare:
+            ratios.setdefault((r.kind, r.connections), []).append(r.msgs_per_s / bare)
+    return ratios
+
+
+def print_ratios(results: Sequence[ScenarioResult]) -> None:
+    rows = [
+        [
+            kind,
+            str(connections),
+            fmt(statistics.median(values), ".2f"),
+            f"{min(values):.2f}-{max(values):.2f}",
+            str(len(values)),
+        ]
+        for (kind, connections), values in round_ratios(results).items()
+    ]
     if rows:
-        print("\nMailtrap / bare throughput")
-        print_table(["kind", "K", "ratio"], rows)
+        print("\nMailtrap / bare throughput (median of the rounds' ratios)")
+        print_table(["kind", "K", "ratio", "range", "rounds"], rows)
 
 
 def print_big_results(results: Sequence[BigResult]) -> None:
@@ -711,6 +729,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--messages", type=int, default=2000, help="messages per scenario")
     parser.add_argument("--connections", default="1,4,16", help="comma list of K")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each scenario, the servers taking turns; the ratio is their median",
+    )
     parser.add_argument(
         "--sizes",
         default="2k,50k",
@@ -767,8 +791,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     unknown = set(args.servers) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
-    if args.messages < 1 or any(k < 1 for k in args.connections):
-        parser.error("--messages and --connections must be positive")
+    if args.messages < 1 or args.rounds < 1 or any(k < 1 for k in args.connections):
+        parser.error("--messages, --rounds and --connections must be positive")
     return args
 
 
@@ -790,11 +814,20 @@ def run_all_scenarios(args: argparse.Namespace, plan: Plan, workdir: Path) -> li
         message_file = workdir / f"message-{size_label}.txt"
         write_smtp_source_file(message, message_file)
         for connections in args.connections:
-            for name in args.servers:
-                print(f"... {name} {size_label} K={connections}", file=sys.stderr, flush=True)
-                results.append(
-                    run_scenario(plan, name, size_label, message, message_file, connections)
-                )
+            # Rounds alternate the servers, so a burst of other work on the
+            # machine falls on both, and each round's ratio compares like with like.
+            for round_number in range(1, args.rounds + 1):
+                for name in args.servers:
+                    print(
+                        f"... {name} {size_label} K={connections} round {round_number}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    result = run_scenario(
+                        plan, name, size_label, message, message_file, connections
+                    )
+                    result.round = round_number
+                    results.append(result)
     return results
 
 

@@ -114,7 +114,7 @@ def main() -> int:
             if args.baseline_python:
                 other = Path(workdir) / "baseline.db"
                 shutil.copyfile(db, other)
-                servers["baseline"] = ServeProcess(other, args.baseline_python)
+                servers["baseline"] = ServeProcess(other, python=args.baseline_python)
             ports = {name: server.http_port for name, server in servers.items()}
             results = run(ports, args.loads)
         finally:

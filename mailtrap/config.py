@@ -102,7 +102,7 @@ class Config:
     max_message_size: int = 50 * MiB
     max_messages: int = 10_000
     max_age: float | None = None
-    sync: str = "full"  # SQLite's synchronous setting for acknowledged writes: full or normal
+    sync: str = "normal"  # SQLite's synchronous setting for acknowledged writes: full or normal
     smtp_tls_cert: Path | None = None
     smtp_tls_key: Path | None = None
     smtp_tls_self_signed: bool = False

@@ -264,6 +264,8 @@ class MailtrapSMTP(SMTP):
         self._junk_limit = junk_command_limit
         self._junk = 0  # commands in a row that made no progress
         self._progress_at = self.loop.time()
+        self._idle_deadline = 0.0  # loop time at which the session is idle too long
+        self._idle_timer_armed = False
         self._last_code = ""
         # aiosmtpd keeps these limits in one dict shared by every session, and
         # grows MAIL's at each EHLO; AUTH lines are bounded by AUTH_LINE_LIMIT.
@@ -389,6 +391,29 @@ class MailtrapSMTP(SMTP):
     ) -> None:
         reader.__class__ = _CRLFLineReader
         super()._cb_client_connected(reader, writer)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd re-arms its idle timer before every command and after every
+        # block of DATA, making and cancelling a timer handle each time. One
+        # timer that fires no later than the deadline and re-arms itself for
+        # whatever is left does the same for a fraction of the work.
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if self._idle_timer_armed and handle is not None and handle.when() <= deadline:
+            return
+        if handle is not None:
+            handle.cancel()
+        self._timeout_handle = self.loop.call_at(deadline, self._idle_timer_fired)
+        self._idle_timer_armed = True
+
+    def _idle_timer_fired(self) -> None:
+        self._idle_timer_armed = False
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer_fired)
+            self._idle_timer_armed = True
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         if self.transport is not None:
@@ -563,7 +588,12 @@ class CaptureHandler:
                 "storage-failure", message.mail_from, message.rcpt_tos, message.length
             )
             return REPLY_STORAGE_FAILED
-        self.stats.accepted(message_id, message.mail_from, message.rcpt_tos, message.length)
+        self.stats.count_accepted(message.length)  # before the 250: whoever gets it sees it counted
+        # Logged once the 250 is on its way: a lone client's next message need
+        # not wait for the log line.
+        asyncio.get_running_loop().call_soon(
+            self.stats.log_accepted, message_id, message.mail_from, message.rcpt_tos, message.length
+        )
         return f"250 2.0.0 Ok: queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:

@@ -95,7 +95,7 @@ def test_a_queued_row_is_checked_again_right_before_rcpt(make_server, tmp_path, 
     server.store.relay_write(
         "enqueue", [(message_id, [hostile, "ok@allowed.test"], "release")], None, time.time()
     ).result()
-    send(server, plain("wakes the relay"))
+    server.relay.wake()
     deliveries = wait_relay(server, message_id, settled)
     assert {d["Recipient"]: d["State"] for d in deliveries} == {
         hostile: "failed",

@@ -507,8 +507,16 @@ def test_static_files_are_versioned_cached_and_compressed(server: Server):
         assert response.headers["Cache-Control"] == "no-cache"  # unversioned: revalidated
 
 
-# The message pane and what only it uses: not needed for the list, loaded after it.
-DEFERRED = ("view.js", "details.js", "highlight.js", "checks.js", "release.js", "welcome.js")
+# The message pane, the bulk release and what only they use: not needed for the list.
+DEFERRED = (
+    "view.js",
+    "details.js",
+    "highlight.js",
+    "checks.js",
+    "release.js",
+    "bulk_release.js",
+    "welcome.js",
+)
 STATIC_IMPORT = re.compile(r'\bfrom\s*"\./([\w.-]+\.js)"')
 
 

@@ -13,10 +13,8 @@ import logging
 import os
 import resource
 import time
-import unicodedata
 from collections.abc import Callable
 from concurrent.futures import Future
-from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
@@ -26,7 +24,6 @@ from mailtrap.compose import ComposeError, compose
 from mailtrap.errors import MailtrapError, MessageNotFound, StorageError
 from mailtrap.message import find_part, headers_map, message_detail, summary
 from mailtrap.relay import queue as relay_queue
-from mailtrap.relay.watch import relay_state, wait_for_change
 from mailtrap.rows import IncomingMessage
 from mailtrap.search import Search, SearchSyntaxError, parse, parse_date
 from mailtrap.store import Page
@@ -356,52 +353,6 @@ def message_part(message_id: str, part_id: str) -> Any:
     response = Response(part.chunks(), content_type=part.content_type)
     response.headers.update(attachment_headers(part.filename or part.content_id or part_id))
     return response
-
-
-MAX_RELEASE_RECIPIENTS = 100
-
-
-@bp.post("/message/<message_id>/release")
-def release_message(message_id: str) -> Any:
-    """Mailpit's release: queue the message for ``To``; the answer does not wait for delivery."""
-    relay = _server().relay
-    if relay is None:
-        abort(400, "relay is not configured (start the server with --relay-config)")
-    message_id = _message_id(message_id)
-    _store().get(message_id)  # 404 for an unknown ID, before the body is judged
-    recipients = _strings(_json_object(), "To", MAX_RELEASE_RECIPIENTS)
-    addresses = []
-    for entry in recipients:
-        # parseaddr reads past control characters; an entry with one is not an address.
-        address = "" if any(unicodedata.category(c) == "Cc" for c in entry) else parseaddr(entry)[1]
-        if "@" not in address or not address.strip():
-            abort(400, f"Invalid email address: {entry!r}")
-        addresses.append(address)
-    if not addresses:
-        abort(400, "No valid addresses found")
-    refused = relay.refusals(addresses)
-    if refused:
-        reasons = ", ".join(f"{address} ({reason})" for address, reason in refused.items())
-        abort(400, f"Failed: {'address' if len(refused) == 1 else 'addresses'} refused: {reasons}")
-    relay.release(message_id, addresses)
-    return _ok()
-
-
-@bp.get("/message/<message_id>/relay")
-def message_relay(message_id: str) -> Any:
-    """Beyond Mailpit: the message's relay deliveries and their ``Version``; with
-    ``wait=SECONDS&changed=VERSION`` the answer waits until the state is another one."""
-    message_id = _message_id(message_id)
-    store = _store()
-    store.get(message_id)  # 404 for an unknown ID
-    wait = seconds_arg("wait", MAX_WAIT)
-    seen = request.args.get("changed", "")[:64]
-    if wait and seen:
-        stopping = current_app.config["MAILTRAP_STOPPING"]
-        deliveries, version = wait_for_change(store, message_id, seen, wait, stopping)
-    else:
-        deliveries, version = relay_state(store, message_id)
-    return jsonify({"ID": message_id, "Relay": deliveries, "Version": version})
 
 
 # -- tags ----------------------------------------------------------------------

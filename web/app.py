@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from mailtrap import __version__
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.search import SearchSyntaxError
-from mailtrap.web import api, chaos, checks_api, events, metrics, openapi, security, ui
+from mailtrap.web import api, chaos, checks_api, events, metrics, openapi, relay_api, security, ui
 from mailtrap.web.webroot import at_webroot
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def create_app(server: Server) -> Flask:
     security.register(app)  # first: its checks run before every other handler
     api.register(app)
     checks_api.register(app)
+    relay_api.register(app)
     events.register(app)
     ui.register(app)
     openapi.register(app)

@@ -243,6 +243,40 @@ def _paths() -> dict[str, Any]:
                 parameters=(_body("IDs", IDS_BODY),),
             ),
         },
+        "/api/v1/messages/release": {
+            "post": _operation(
+                "Relay IDs, a Search's matches, or (neither) every message to To, at most "
+                "10000 deliveries (Mailtrap; see the README's Relay)",
+                {
+                    "200": {
+                        "description": "The messages queued, the recipients, IDs not found",
+                        "schema": _object(
+                            {
+                                "Messages": {
+                                    "type": "array",
+                                    "items": _object({"ID": STRING, "Subject": STRING}),
+                                },
+                                "To": STRINGS,
+                                "Missing": STRINGS,
+                            }
+                        ),
+                    }
+                },
+                consumes=JSON_BODY,
+                parameters=(
+                    _body(
+                        "To, and IDs or Search",
+                        {
+                            "type": "object",
+                            "required": ["To"],
+                            "properties": {"To": STRINGS, "IDs": STRINGS, "Search": STRING},
+                        },
+                    ),
+                    TZ,
+                ),
+                tag="relay",
+            )
+        },
         "/api/v1/search": {
             "get": _operation(
                 "Search messages, newest first",

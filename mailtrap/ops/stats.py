@@ -49,11 +49,15 @@ class ServerStats:
         with self._lock:
             return sum(self.smtp_rejected.values())
 
-    def accepted(self, message_id: str, mail_from: str, rcpt_tos: Sequence[str], size: int) -> None:
-        """Count and log a message that got its 250."""
+    def count_accepted(self, size: int) -> None:
+        """Count a message that gets its 250 (logged apart, by :meth:`log_accepted`)."""
         with self._lock:
             self.smtp_accepted += 1
             self.smtp_accepted_bytes += size
+
+    def log_accepted(
+        self, message_id: str, mail_from: str, rcpt_tos: Sequence[str], size: int
+    ) -> None:
         log.info(
             "accepted %s from=<%s> to=%s size=%d",
             message_id,

@@ -99,6 +99,22 @@ def enqueue(
     return ids
 
 
+def release(
+    conn: sqlite3.Connection,
+    message_ids: list[str],
+    recipients: list[str],
+    sender: str | None,
+    now: float,
+) -> list[str]:
+    """Queue each of ``message_ids`` for ``recipients``, in one transaction; returns the
+    IDs queued (a message deleted meanwhile is not among them)."""
+    return [
+        message_id
+        for message_id in message_ids
+        if enqueue(conn, [(message_id, recipients, "release")], sender, now)
+    ]
+
+
 def scanned(
     conn: sqlite3.Connection,
     from_seq: int,
@@ -186,6 +202,7 @@ def recover(conn: sqlite3.Connection, now: float) -> list[str]:
 
 WRITES: dict[str, Any] = {
     "enqueue": enqueue,
+    "release": release,
     "scanned": scanned,
     "start_rules": start_rules,
     "start_sending": start_sending,
@@ -253,7 +270,9 @@ def of_message(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]
 
     rows = conn.execute(
         "SELECT recipient, reason, state, attempts, next_attempt, updated, remote_host, reply "
-        "FROM relay_deliveries WHERE message_id = ? ORDER BY id",
+        # By seq, which relay_message indexes: a bulk release reads this once a message.
+        "FROM relay_deliveries WHERE message_seq = (SELECT seq FROM messages WHERE id = ?) "
+        "ORDER BY id",
         [message_id],
     ).fetchall()
     return [

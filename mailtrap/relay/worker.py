@@ -155,6 +155,19 @@ class RelayService:
         self._nudge()
         return ids
 
+    def release_many(self, message_ids: list[str], recipients: list[str]) -> list[str]:
+        """Queue each of ``message_ids`` for ``recipients`` (already checked) in one write;
+        returns the IDs queued, which leaves out any message deleted meanwhile."""
+        addresses = delivery_addresses(recipients)
+        queued = self._write("release", message_ids, addresses, self.settings.sender, time.time())
+        self._announce(queued)
+        self._nudge()
+        return queued
+
+    def wake(self) -> None:
+        """Look at the queue now: for rows written there by another path than :meth:`release`."""
+        self._nudge()
+
     def deliveries(self, message_id: str) -> list[dict[str, Any]]:
         """The message's deliveries as its JSON shows them (``Relay``)."""
         return queue.of_message(self.store.reader, message_id)
@@ -166,9 +179,12 @@ class RelayService:
     # -- the scheduler ------------------------------------------------------------------
 
     def _on_parsed(self, ids: list[str]) -> None:
-        if self.settings.auto_relay or self.settings.forward:
-            with self._wake:
-                self._scan_wanted = True
+        # Without rules a new message starts no delivery: waking the scheduler
+        # for every group of summaries would cost the SMTP process a query each time.
+        if not (self.settings.auto_relay or self.settings.forward):
+            return
+        with self._wake:
+            self._scan_wanted = True
         self._nudge()
 
     def _nudge(self) -> None:

@@ -136,3 +136,15 @@ export function deleteOnUnload(ids) {
 /** Mailpit's release: relay the message to `to` (addresses); refusals come back as ApiError. */
 export const releaseMessage = (messageId, to) =>
   request("POST", `api/v1/message/${id(messageId)}/release`, { json: { To: to }, as: "none" });
+
+/**
+ * Beyond Mailpit: relay many messages to `to` in one request. `target` is {ids},
+ * {query} (every result of that search) or {} (every message). Answers
+ * {Messages: [{ID, Subject}], To: [addresses as queued], Missing: [IDs gone]}.
+ */
+export function releaseMessages(target, to) {
+  const body = { To: to };
+  if (target.ids) body.IDs = target.ids;
+  else if (target.query) body.Search = target.query;
+  return request("POST", "api/v1/messages/release", { json: body });
+}

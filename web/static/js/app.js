@@ -187,13 +187,22 @@ let overflowed = false;
 // Frames are applied in batches: a burst of mail renders once. A timer rather
 // than requestAnimationFrame, so the title keeps counting in a background tab.
 function onEvent(frame) {
-  if (frame.Type === "relay") return view.relayFrame(frame.Data); // the open message's relay state
+  if (frame.Type === "relay") return relayFrame(frame.Data);
   if (pending.length >= MAX_PENDING) {
     overflowed = true;
     return;
   }
   pending.push(frame);
   if (pending.length === 1) setTimeout(applyEvents, 30);
+}
+
+/** Relay state, for the open message and a bulk release: release.js has it (loaded
+ * after the first rows, or now if a frame comes before). */
+function relayFrame(data) {
+  import("./release.js").then(
+    (release) => release.relayFrame(data),
+    () => {}, // offline: what was missed is read again when a message opens
+  );
 }
 
 function applyEvents() {
@@ -675,9 +684,11 @@ function afterPaint(call) {
   else requestAnimationFrame(() => setTimeout(call, 0));
 }
 
-/** What the first rows did not need: the message pane's code, the empty inbox's SMTP settings. */
+/** What the first rows did not need: the message pane's code, relay settings, the empty
+ * inbox's SMTP settings. */
 function loadTheRest() {
   view.load().catch(() => {}); // offline: opening a message tries again
+  bulk.learnRelay();
   import("./welcome.js").then(
     ({ showSmtpSettings }) => showSmtpSettings(),
     () => {}, // the welcome card just lacks the address

@@ -2,7 +2,7 @@
 // on a selection, and the tag bar with counts above the list.
 
 import * as api from "./api.js";
-import { $, h, icon, replace } from "./dom.js";
+import { $, h, icon, linkStylesheet, replace } from "./dom.js";
 import { confirmDialog, toast } from "./feedback.js";
 import { count, plural } from "./format.js";
 import { askTag, manageTags, tagChip, tagQuery } from "./tags.js";
@@ -15,6 +15,7 @@ export class Bulk {
   constructor(ctx) {
     Object.assign(this, ctx);
     this.tagCounts = {};
+    this.relayEnabled = false; // until /api/v1/webui says relay is on
     this.tagTimer = null;
   }
 
@@ -27,7 +28,23 @@ export class Bulk {
     $("#bulk-unread").addEventListener("click", () => this.markSelected(false));
     $("#bulk-tag").addEventListener("click", () => this.tagSelected());
     $("#bulk-delete").addEventListener("click", () => this.deleteSelected());
+    $("#bulk-release").addEventListener("click", () => this.releaseSelected());
     $("#bulk-clear").addEventListener("click", () => this.selection.clear());
+  }
+
+  /** Release is offered only when the server relays, as in the message view. Asked
+   * after the first rows: the relay code (release.js) is not needed for them. */
+  async learnRelay() {
+    let relay;
+    try {
+      const { relaySettings } = await import("./release.js");
+      relay = await relaySettings();
+    } catch {
+      relay = { Enabled: false }; // offline: as when /api/v1/webui fails, no Release button
+    }
+    this.relayEnabled = Boolean(relay.Enabled);
+    $("#bulk").dataset.relay = this.relayEnabled ? "on" : "off";
+    this.render();
   }
 
   /** How many the selection touches, and a phrase for it. */
@@ -54,10 +71,12 @@ export class Bulk {
       ["#bulk-unread", `Mark ${what} unread`],
       ["#bulk-tag", `Tag or untag ${what}`],
       ["#bulk-delete", `Delete ${what}`],
+      ["#bulk-release", `Release ${what}`],
     ]) {
       $(id).title = label;
       $(id).setAttribute("aria-label", label);
     }
+    $("#bulk-release").hidden = !this.relayEnabled;
     this.renderSelectAll(onPage);
   }
 
@@ -136,6 +155,34 @@ export class Bulk {
     }
     selection.clear();
     this.refresh();
+  }
+
+  /** Relay the selection (every result, during a search) to recipients asked for once. */
+  async releaseSelected() {
+    if (!this.guard() || !this.relayEnabled) return;
+    const { state, selection } = this;
+    const n = this.howMany;
+    if (!n) return;
+    const everyResult = selection.all && state.query;
+    let releaseSelection;
+    try {
+      [{ releaseSelection }] = await Promise.all([
+        import("./bulk_release.js"),
+        linkStylesheet(new URL("../release.css", import.meta.url).href),
+      ]);
+    } catch {
+      toast("The server cannot be reached: try again when it is back.");
+      return;
+    }
+    releaseSelection({
+      target: selection.all ? { query: state.query } : { ids: [...selection.ids] },
+      howMany: n,
+      what: everyResult
+        ? `${n === 1 ? "the result" : `the ${plural(n, "result")}`} of “${state.query}”`
+        : n === 1
+          ? "the selected message"
+          : `the ${plural(n, "selected message")}`,
+    });
   }
 
   async tagSelected() {

@@ -7,7 +7,7 @@
 // in order, and openId already answers as the pane will. The placeholder
 // (no message open) is drawn here, from what index.html has in the pane.
 
-import { h, replace } from "./dom.js";
+import { h, linkStylesheet, replace } from "./dom.js";
 
 const STYLESHEETS = ["../checks.css", "../release.css"]; // beside app.css, under the same version
 
@@ -17,7 +17,6 @@ export class DeferredView {
     this.element = element;
     this.actions = actions;
     this.view = null; // the MessageView, once loaded
-    this.relay = null; // release.js, once loaded
     this.loading = null;
     this.pending = null; // the summary openId will be of when the calls waiting have run
     this.failed = false; // the code could not be fetched: retry() tries again
@@ -29,10 +28,9 @@ export class DeferredView {
   load() {
     if (this.loading) return this.loading;
     this.failed = false;
-    const code = [import("./view.js"), import("./release.js")];
-    this.loading = Promise.all([...code, ...STYLESHEETS.map(linkStylesheet)]).then(
-      ([{ MessageView }, relay]) => {
-        this.relay = relay;
+    const styles = STYLESHEETS.map((path) => linkStylesheet(new URL(path, import.meta.url).href));
+    this.loading = Promise.all([import("./view.js"), ...styles]).then(
+      ([{ MessageView }]) => {
         this.view = new MessageView(this.element, this.actions);
       },
       (error) => {
@@ -89,12 +87,6 @@ export class DeferredView {
     else if (this.failed && this.pending) this.open(this.pending);
   }
 
-  /** A "relay" frame for the open message. Before the code is in, no message is open,
-   * and one opened later asks the server for its state after this frame was sent. */
-  relayFrame(data) {
-    if (this.relay) this.relay.relayFrame(data);
-  }
-
   showUnreachable() {
     if (this.view || !this.pending) return;
     const text = "The server cannot be reached. The message opens when it is back.";
@@ -102,24 +94,3 @@ export class DeferredView {
   }
 }
 
-/** Add the stylesheet at `path` (relative to this module) once; resolves when it applies. */
-function linkStylesheet(path) {
-  const href = new URL(path, import.meta.url).href;
-  let link = [...document.querySelectorAll('link[rel="stylesheet"]')].find((each) => each.href === href);
-  if (link && link.sheet) return Promise.resolve();
-  if (!link) {
-    link = h("link", { rel: "stylesheet", href });
-    document.head.append(link);
-  }
-  return new Promise((resolve, reject) => {
-    link.addEventListener("load", () => resolve(), { once: true });
-    link.addEventListener(
-      "error",
-      () => {
-        link.remove(); // a later load() adds it afresh
-        reject(new Error(`could not load ${path}`));
-      },
-      { once: true },
-    );
-  });
-}

@@ -43,3 +43,24 @@ export function replace(element, ...children) {
 }
 
 export const $ = (selector, root = document) => root.querySelector(selector);
+
+/** Add the stylesheet at `href` (once); resolves when it applies. */
+export function linkStylesheet(href) {
+  let link = [...document.querySelectorAll('link[rel="stylesheet"]')].find((each) => each.href === href);
+  if (link && link.sheet) return Promise.resolve();
+  if (!link) {
+    link = h("link", { rel: "stylesheet", href });
+    document.head.append(link);
+  }
+  return new Promise((resolve, reject) => {
+    link.addEventListener("load", () => resolve(), { once: true });
+    link.addEventListener(
+      "error",
+      () => {
+        link.remove(); // a later call adds it afresh
+        reject(new Error(`could not load ${href}`));
+      },
+      { once: true },
+    );
+  });
+}

@@ -4,8 +4,10 @@
 // says relay is on; the state shows whenever a message has deliveries.
 //
 // The view calls showRelay() when it renders a message, the event stream hands
-// relayFrame() every "relay" frame, deferred_view.js links release.css; everything
-// else stays in this file.
+// relayFrame() every "relay" frame; the pane (deferred_view.js) and the bulk
+// release link release.css. The bulk release (bulk_release.js) uses the same
+// dialog, delivery rows and frames: releaseDialog(), deliveryItem() and
+// onRelayFrame(). Nothing here is needed for the first rows: it loads after them.
 
 import * as api from "./api.js";
 import { h, replace } from "./dom.js";
@@ -17,13 +19,14 @@ const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-d
 const MAX_RECIPIENTS = 100; // what the release endpoint takes at once
 
 // Asked once per page: relay is configured when the server starts.
-let relaySettings = null;
-function settings() {
-  relaySettings ??= api.webUIConfig().then(
+let asked = null;
+/** Mailpit's MessageRelay settings ({Enabled, SMTPServer, AllowedRecipients, ...}). */
+export function relaySettings() {
+  asked ??= api.webUIConfig().then(
     (config) => (config && config.MessageRelay) || { Enabled: false },
     () => ({ Enabled: false }),
   );
-  return relaySettings;
+  return asked;
 }
 
 let shown = null; // {id, message, section, list, deliveries}: the open message's relay section
@@ -46,7 +49,7 @@ export function showRelay(head, message) {
   shown = { id: message.ID, message, section, list, deliveries };
   head.append(section);
   const current = shown;
-  settings().then((relay) => {
+  relaySettings().then((relay) => {
     if (shown !== current) return; // another message was opened meanwhile
     current.relay = relay;
     render(current);
@@ -54,9 +57,18 @@ export function showRelay(head, message) {
   render(current);
 }
 
+const listeners = new Set();
+
+/** Call `listener(data)` with every "relay" frame from now on; returns how to stop. */
+export function onRelayFrame(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
 /** A "relay" frame: {ID, Relay: [deliveries]} — the whole state of one message. */
 export function relayFrame(data) {
   if (!data || !Array.isArray(data.Relay)) return;
+  for (const listener of listeners) listener(data);
   latest.delete(data.ID);
   latest.set(data.ID, data.Relay);
   if (latest.size > REMEMBERED) latest.delete(latest.keys().next().value);
@@ -90,7 +102,8 @@ function render(current) {
   );
 }
 
-function deliveryItem(delivery) {
+/** One recipient's delivery: its state, the address, why it was relayed, what happened. */
+export function deliveryItem(delivery) {
   const state = delivery.State in STATE_LABELS ? delivery.State : "queued";
   return h(
     "li",
@@ -142,72 +155,94 @@ function recipientsOf(message) {
 }
 
 function openDialog(current) {
-  const relay = current.relay || {};
+  releaseDialog({
+    title: "Release message",
+    relay: current.relay,
+    prefill: recipientsOf(current.message),
+    send: (to) => api.releaseMessage(current.message.ID, to),
+  });
+}
+
+/**
+ * The Release dialog: asks for the recipients once, checks them, and hands them to
+ * `send(to)`. A refusal (send throws) is shown in the dialog in the server's words,
+ * which name each refused address, and the dialog stays. Otherwise the dialog closes,
+ * or, when `send` answers an element (the bulk release's progress), shows it instead
+ * of the form. `copies` says what is delivered; `onClose` runs when the dialog goes.
+ */
+export function releaseDialog({ title, relay = {}, prefill = [], copies = "a copy", ok = "Release", send, onClose }) {
   const field = h("textarea", {
     id: "release-to",
     class: "release-to",
     rows: "3",
     spellcheck: "false",
     autocomplete: "off",
+    placeholder: "ann@example.org, bob@example.org",
     "aria-describedby": "release-hint",
   });
-  field.value = recipientsOf(current.message).join(", ");
+  field.value = prefill.join(", ");
   const error = h("p", { class: "release-error", id: "release-error", role: "alert", hidden: true });
-  const send = h("button", { type: "submit", class: "button primary", value: "release" }, "Release");
+  const submit = h("button", { type: "submit", class: "button primary", value: "release" }, ok);
   const allowed = relay.AllowedRecipients || "";
-  const dialog = h(
-    "dialog",
-    { class: "dialog release-dialog", "aria-labelledby": "release-title" },
+  const form = h(
+    "form",
+    { method: "dialog" },
+    h("h2", { id: "release-title", text: title }),
+    h("p", {
+      text: `Delivers ${copies} for real, through ${relay.SMTPServer || "the relay"}. Nothing is sent to anyone not listed here.`,
+    }),
+    h("label", { for: "release-to", class: "release-label", text: "Recipients" }),
+    field,
+    h("p", {
+      class: "release-hint",
+      id: "release-hint",
+      text:
+        "Separate addresses with commas or new lines. " +
+        (allowed === "*" ? "Any address may receive relayed mail." : `Allowed: ${allowed || "nobody"}.`),
+    }),
+    error,
     h(
-      "form",
-      { method: "dialog" },
-      h("h2", { id: "release-title", text: "Release message" }),
-      h("p", {
-        text: `Delivers a copy for real, through ${relay.SMTPServer || "the relay"}. Nothing is sent to anyone not listed here.`,
-      }),
-      h("label", { for: "release-to", class: "release-label", text: "Recipients" }),
-      field,
-      h("p", {
-        class: "release-hint",
-        id: "release-hint",
-        text:
-          "Separate addresses with commas or new lines. " +
-          (allowed === "*" ? "Any address may receive relayed mail." : `Allowed: ${allowed || "nobody"}.`),
-      }),
-      error,
-      h(
-        "div",
-        { class: "dialog-buttons" },
-        h("button", { type: "button", class: "button", onclick: () => dialog.close() }, "Cancel"),
-        send,
-      ),
+      "div",
+      { class: "dialog-buttons" },
+      h("button", { type: "button", class: "button", onclick: () => dialog.close() }, "Cancel"),
+      submit,
     ),
   );
+  const dialog = h("dialog", { class: "dialog release-dialog", "aria-labelledby": "release-title" }, form);
   const fail = (text) => {
     error.textContent = text;
     error.hidden = false;
     field.setAttribute("aria-invalid", "true");
   };
-  dialog.querySelector("form").addEventListener("submit", async (event) => {
+  let taken = false; // the server has the release; what `send` answered is shown
+  form.addEventListener("submit", async (event) => {
     event.preventDefault(); // the dialog closes only once the server has taken the release
+    if (taken) return dialog.close();
     const to = field.value
       .split(/[,;\n]/)
       .map((address) => address.trim())
       .filter(Boolean);
     if (!to.length) return fail("Give at least one recipient.");
     if (to.length > MAX_RECIPIENTS) return fail(`At most ${MAX_RECIPIENTS} recipients at once.`);
-    send.disabled = true;
+    submit.disabled = true;
+    let next;
     try {
-      await api.releaseMessage(current.message.ID, to);
+      next = await send(to);
     } catch (problem) {
       fail(problem.message); // the server's own words, naming any refused address
-      send.disabled = false;
+      submit.disabled = false;
       return;
     }
-    dialog.close();
+    taken = true;
+    if (next instanceof Node) replace(form, h("h2", { id: "release-title", text: title }), next);
+    else dialog.close();
   });
-  dialog.addEventListener("close", () => dialog.remove());
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    if (onClose) onClose();
+  });
   document.body.append(dialog);
   dialog.showModal();
   field.focus();
+  return dialog;
 }
