@@ -516,21 +516,3 @@ def test_the_parser_process_runs_only_when_the_cpu_is_otherwise_idle(db: Path) -
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the rest of Mailtrap is not
     finally:
         writer.close()
-
-
-def test_the_write_ahead_log_is_checkpointed_beside_the_commits_not_in_them(db: Path) -> None:
-    # SQLite's own checkpoint ran inside every commit that crossed 1,000 pages,
-    # and that client waited for 4 MB to be written back and synced.
-    prepare_database(db)
-    writer = Writer(db)
-    try:
-        assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-        before = db.stat().st_size
-        writer.apply_batch([("add", (incoming(f"number {n}"),)) for n in range(400)])
-        # Only a checkpoint copies pages from the log into the database file.
-        deadline = time.monotonic() + FUTURE_TIMEOUT
-        while db.stat().st_size <= before and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert db.stat().st_size > before
-    finally:
-        writer.close()
