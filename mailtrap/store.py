@@ -88,7 +88,6 @@ class _InFlight:
     jobs: list[_Job]
     answered: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None
-    direct: bool = False  # sent by the thread that made it: the dispatcher recovers it if it fails
 
 
 _STOP = object()
@@ -154,12 +153,6 @@ class Store:
         self._pipe: Connection | None = None
         self._receiver: threading.Thread | None = None
         self._in_flight: _InFlight | None = None
-        # Guards who sends: add() itself when the writer is idle, else the dispatcher.
-        self._sending = threading.Condition()
-        self._dispatching = False  # the dispatcher holds a batch to send, or is recovering
-        self._receiving = False  # a receiving thread is there to answer what is sent
-        # Jobs in the dispatcher's queue or hand, not sent yet: none may overtake them.
-        self._queued = 0
         self._readers = threading.local()
         self._idle_readers: list[sqlite3.Connection] = []  # of threads that have ended
         # Acknowledged messages whose summary is not written yet; reads wait for them.
@@ -194,8 +187,6 @@ class Store:
     def close(self) -> None:
         """Finish every queued write and summary, then stop the writer."""
         if self._dispatcher is not None:
-            with self._sending:
-                self._receiving = False  # nothing is sent directly from now on
             self._jobs.put(_STOP)
             self._dispatcher.join()
             self._dispatcher = None
@@ -240,8 +231,6 @@ class Store:
             process.wait()
             raise StorageError(f"cannot open database {self.path}: {detail}")
         self._process, self._pipe = process, pipe
-        with self._sending:
-            self._receiving = True
         self._receiver = threading.Thread(
             target=self._receive, args=(pipe,), name="mailtrap-store-answers", daemon=True
         )
@@ -348,49 +337,13 @@ class Store:
         if self._dispatcher is None:
             raise StorageError("the store is not open")
         job = _Job(name, args)
-        if not self._sent_directly(job):
-            self._jobs.put(job)
+        self._jobs.put(job)
         return job.future
-
-    def _sent_directly(self, job: _Job) -> bool:
-        """Send a job at once if the writer is idle; False if the dispatcher must.
-
-        A lone client then waits for one thread hop less, and the dispatcher
-        does not even wake up. Should the writer fail with the batch, it is
-        queued for the dispatcher to recover.
-        """
-        with self._sending:
-            busy = self._in_flight is not None or self._dispatching or self._queued
-            if busy or not self._receiving:
-                self._queued += 1  # the caller queues it
-                return False
-            if not job.future.set_running_or_notify_cancel():
-                return True  # given up on already: never sent
-            # Reserved: until it is answered, the dispatcher neither sends nor
-            # touches the writer, so the pipe stays as it is while we send.
-            self._in_flight = in_flight = _InFlight([job], direct=True)
-        self._label([job])
-        try:
-            self._transmit(in_flight)
-        except Exception as error:  # the dispatcher recovers it, with a new writer
-            with self._sending:
-                ours = self._in_flight is in_flight  # else the receiving thread queued it
-                if ours:
-                    self._in_flight = None
-                    self._sending.notify_all()
-            if ours:
-                in_flight.failure = error
-                in_flight.answered.set()
-                self._jobs.put(in_flight)
-        return True
 
     def _dispatch(self) -> None:
         stopping = False
         while not stopping:
             first = self._jobs.get()
-            if isinstance(first, _InFlight):  # sent by _sent_directly, and failed
-                self._see_answered(first)
-                continue
             stopping = first is _STOP
             batch = [first] if isinstance(first, _Job) else []
             # Group commit: everything queued meanwhile shares one transaction.
@@ -402,60 +355,19 @@ class Store:
                 stopping = item is _STOP
                 if isinstance(item, _Job):
                     batch.append(item)
-                elif isinstance(item, _InFlight):
-                    self._see_answered(item)
-            taken = len(batch)
             # A caller may have given up on a write; it is then not sent at all.
             batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
-            with self._sole_sender(taken):
-                if batch:
-                    self._label(batch)
-                    self._send(batch, self._send_once(batch))
+            if batch:
+                self._send(batch)
 
-    def _see_answered(self, in_flight: _InFlight) -> None:
-        """Recover a batch sent directly that the writer failed with."""
-        in_flight.answered.wait()
-        if in_flight.failure is not None:
-            with self._sole_sender():
-                self._send(in_flight.jobs, in_flight.failure)
-
-    @contextlib.contextmanager
-    def _sole_sender(self, taken: int = 0) -> Iterator[None]:
-        """The dispatcher alone sends (and restarts the writer) in here.
-
-        It waits for a batch sent directly to be answered first: the writer
-        answers one batch at a time, and nothing may change the pipe under a
-        sender. ``taken``: the queued jobs it has in hand, no longer queued.
-        """
-        with self._sending:
-            self._dispatching = True
-            self._queued -= taken
-            while self._in_flight is not None:
-                self._sending.wait()
-        try:
-            yield
-        finally:
-            with self._sending:
-                self._dispatching = False
-
-    def _transmit(self, in_flight: _InFlight) -> None:
-        """Hand a reserved batch to the writer."""
-        assert self._pipe is not None
-        send_batch(self._pipe, [(job.name, job.args) for job in in_flight.jobs])
-
-    def _label(self, batch: list[_Job]) -> None:
-        """Give each message a receipt, to find it by if the writer dies before answering."""
+    def _send(self, batch: list[_Job]) -> None:
         for job in batch:
             if job.name == "add":
                 job.args[0].receipt = f"{self._receipt_prefix}{next(self._receipts)}"
-
-    def _send(self, batch: list[_Job], failure: BaseException | None) -> None:
-        """See a sent batch through: ``failure`` is how sending it ended.
-
-        A writer that dies with a batch in hand may have committed some of it:
-        those are found by their receipts, and the rest is sent once more.
-        """
+        # A writer that dies with a batch in hand may have committed some of
+        # it: those are found by their receipts, and the rest is sent once more.
         for retries_left in (1, 0):
+            failure = self._send_once(batch)
             if failure is None:
                 return
             self._stop_writer()
@@ -472,7 +384,6 @@ class Store:
                 for job in batch:
                     self._finish(job, StorageError(f"the writer process failed: {failure}"))
                 return
-            failure = self._send_once(batch)
 
     def _send_once(self, batch: list[_Job]) -> BaseException | None:
         """Send a batch and wait for its outcomes; the error if the writer failed."""
@@ -481,12 +392,11 @@ class Store:
                 self._stop_writer()  # it died while idle: nothing of this batch is lost yet
             if self._pipe is None:
                 self._start_writer()
-            with self._sending:
-                self._in_flight = in_flight = _InFlight(batch)
-            self._transmit(in_flight)
-        except Exception as error:  # a half-sent batch too: the writer is restarted
-            with self._sending:
-                self._in_flight = None
+            assert self._pipe is not None
+            self._in_flight = in_flight = _InFlight(batch)
+            send_batch(self._pipe, [(job.name, job.args) for job in batch])
+        except (OSError, StorageError) as error:
+            self._in_flight = None
             return error
         in_flight.answered.wait()
         return in_flight.failure
@@ -524,23 +434,16 @@ class Store:
             try:
                 answer = pipe.recv()
             except (OSError, EOFError) as error:
-                with self._sending:
-                    in_flight, self._in_flight = self._in_flight, None
-                    self._receiving = False
-                    self._sending.notify_all()
+                in_flight, self._in_flight = self._in_flight, None
                 if in_flight is not None:
                     in_flight.failure = error
                     in_flight.answered.set()
-                    if in_flight.direct:
-                        self._jobs.put(in_flight)
                 return
             if answer[0] == "parsed":
                 self._guarded(self._on_parsed, answer[1])
                 continue
             _, outcomes, self.commits, pruned = answer
-            with self._sending:
-                in_flight, self._in_flight = self._in_flight, None
-                self._sending.notify_all()
+            in_flight, self._in_flight = self._in_flight, None
             assert in_flight is not None
             for job, (ok, value) in zip(in_flight.jobs, outcomes, strict=True):
                 if ok and job.name == "add":

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from mailtrap.archive import Archive
-from mailtrap.checkpoint import Checkpointer
 from mailtrap.checks import cache as check_cache
 from mailtrap.part_index import write_part_index
 from mailtrap.relay import queue as relay_queue
@@ -125,9 +124,6 @@ class Writer:
         archive: Archive | None = None,
     ):
         self.conn = connect(path)
-        # Checkpoints run in a thread of their own (mailtrap.checkpoint), not in a commit.
-        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self.checkpoints = Checkpointer(path).start()
         self.tagging = tagging or Tagging()
         self.tagging.prepare(self.conn)
         self.archive = archive
@@ -156,7 +152,6 @@ class Writer:
         self.parse_committed()
         self.apply_parsed(self._summaries + self.summarizer.close())
         self._summaries = []
-        self.checkpoints.stop()
         self.conn.close()
 
     # -- operations ----------------------------------------------------------

@@ -68,39 +68,6 @@ def set_created(db: Path, message_ids: list[str], created: float) -> None:
 # -- IDs --------------------------------------------------------------------------------
 
 
-def test_a_write_sent_directly_never_overtakes_one_queued_before_it(store: Store) -> None:
-    # A lone write is sent by the thread that makes it, others queue for the
-    # dispatcher. Here the dispatcher is slow with the queued one (it has it in
-    # hand) when the writer becomes idle and a third write comes.
-    recorder = BatchRecorder(store, hold_first=True)
-    label = store._label
-
-    def slow_in_the_dispatcher(batch: list[Any]) -> None:
-        if threading.current_thread().name == "mailtrap-store":
-            time.sleep(0.3)
-        label(batch)
-
-    store._label = slow_in_the_dispatcher  # type: ignore[method-assign]
-    firsts: list[Future[str]] = []
-    sender = threading.Thread(target=lambda: firsts.append(store.add(incoming("first"))))
-    sender.start()
-    assert recorder.first_arrived.wait(FUTURE_TIMEOUT)
-    second = store.add(incoming("second"))  # queued: the first is in flight
-    recorder.release.set()
-    sender.join(FUTURE_TIMEOUT)
-    first_id = firsts[0].result(FUTURE_TIMEOUT)
-    third = store.add(incoming("third"))  # the writer is idle, the second not sent yet
-
-    ids = [first_id, second.result(FUTURE_TIMEOUT), third.result(FUTURE_TIMEOUT)]
-    assert store.ids() == ids
-
-
-def test_writes_from_one_thread_are_committed_in_the_order_made(store: Store) -> None:
-    futures = [store.add(incoming(f"number {n}")) for n in range(2000)]
-    ids = [future.result(FUTURE_TIMEOUT) for future in futures]
-    assert store.ids() == ids
-
-
 def test_ids_are_short_unique_letters_and_digits(store: Store) -> None:
     ids = [future.result(FUTURE_TIMEOUT) for future in [store.add(incoming()) for _ in range(300)]]
 
@@ -287,7 +254,7 @@ def test_a_reader_in_a_long_transaction_does_not_block_the_writer(store: Store, 
 
 
 class BatchRecorder:
-    """Wraps ``store._transmit`` to see the batches handed to the writer; can hold one back."""
+    """Wraps ``store._send`` to see the batches handed to the writer; can hold one back."""
 
     def __init__(self, store: Store, *, hold_first: bool = False):
         self.batches: list[list[Any]] = []
@@ -295,15 +262,15 @@ class BatchRecorder:
         self.release = threading.Event()
         if not hold_first:
             self.release.set()
-        self._transmit = store._transmit
-        store._transmit = self._record  # type: ignore[method-assign]
+        self._send = store._send
+        store._send = self._record  # type: ignore[method-assign]
 
-    def _record(self, in_flight: Any) -> None:
-        self.batches.append(in_flight.jobs)
+    def _record(self, batch: list[Any]) -> None:
+        self.batches.append(batch)
         if len(self.batches) == 1:
             self.first_arrived.set()
             self.release.wait(FUTURE_TIMEOUT)
-        self._transmit(in_flight)
+        self._send(batch)
 
 
 def test_writes_submitted_together_share_few_transactions(store: Store) -> None:
@@ -324,19 +291,13 @@ def test_writes_submitted_together_share_few_transactions(store: Store) -> None:
 
 def test_what_is_queued_during_a_commit_goes_into_the_next_transaction(store: Store) -> None:
     recorder = BatchRecorder(store, hold_first=True)
-    # From another thread: a lone write is sent by the thread that makes it,
-    # and the recorder holds that thread back.
-    firsts: list[Future[str]] = []
-    sender = threading.Thread(target=lambda: firsts.append(store.add(incoming("first"))))
-    sender.start()
+    first = store.add(incoming("first"))
     assert recorder.first_arrived.wait(FUTURE_TIMEOUT)
 
     queued = [store.add(incoming(f"queued {number}")) for number in range(200)]
     recorder.release.set()
-    sender.join(FUTURE_TIMEOUT)
-    for future in [*firsts, *queued]:
+    for future in [first, *queued]:
         future.result(FUTURE_TIMEOUT)
-    assert len(firsts) == 1
 
     assert [len(batch) for batch in recorder.batches] == [1, 200]
 
@@ -514,23 +475,5 @@ def test_the_parser_process_runs_only_when_the_cpu_is_otherwise_idle(db: Path) -
             time.sleep(0.01)  # parsed once: the process has set its own priority by then
         assert os.sched_getscheduler(process.pid) == os.SCHED_IDLE
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the rest of Mailtrap is not
-    finally:
-        writer.close()
-
-
-def test_the_write_ahead_log_is_checkpointed_beside_the_commits_not_in_them(db: Path) -> None:
-    # SQLite's own checkpoint ran inside every commit that crossed 1,000 pages,
-    # and that client waited for 4 MB to be written back and synced.
-    prepare_database(db)
-    writer = Writer(db)
-    try:
-        assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-        before = db.stat().st_size
-        writer.apply_batch([("add", (incoming(f"number {n}"),)) for n in range(400)])
-        # Only a checkpoint copies pages from the log into the database file.
-        deadline = time.monotonic() + FUTURE_TIMEOUT
-        while db.stat().st_size <= before and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert db.stat().st_size > before
     finally:
         writer.close()
