@@ -64,7 +64,6 @@ class Server:
         self.metric_sources: list[MetricSource] = []
         self._ingest_listener = IngestListener(self.store)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._smtp: asyncio.AbstractServer | None = None
         # One per server: a client locked out of one listener is locked out of all.
         self.auth_throttle = AuthThrottle(
@@ -107,11 +106,8 @@ class Server:
         except BaseException:
             self.stop()
             raise
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="mailtrap-loop", daemon=True
-        )
-        self._thread.start()
+        # The store's loop: a message handed over there needs no thread hop to the writer.
+        self._loop = self.store.loop
         handler = CaptureHandler(
             self.store,
             max_recipients=config.smtp_max_recipients,
@@ -250,13 +246,9 @@ class Server:
             # of a second; let them end before the store they read is closed.
             if not self.store.hub.wait_until_unsubscribed(HTTP_STREAMS_GRACE):
                 log.warning("stopping with event subscribers still attached")
-        if self._loop is not None and self._thread is not None:
-            if self._loop.is_running():
-                asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result()
-                self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
-            self._loop = self._thread = self._smtp = None
+        if self._loop is not None:  # the store's: it stops when the store closes
+            asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result()
+            self._loop = self._smtp = None
             self._pop3 = self._pop3s = self._pop3_service = None
         if self.relay is not None:
             self.relay.stop(grace)

@@ -3,17 +3,22 @@
 Every write goes to the writer process (:mod:`mailtrap.writer`), in batches:
 what is queued while one batch commits travels together as the next (group
 commit). Whoever submits a write gets a future that resolves only after the
-transaction holding it is committed. Reads use a connection per thread in
-this process, and WAL mode keeps them from blocking the writer.
+transaction holding it is committed. The store talks to the writer from an
+asyncio loop of its own, which the server's SMTP and POP3 listeners share
+(:attr:`Store.loop`): a message handed over on that loop goes straight to the
+writer's socket, and its answer is read there, with no other thread on the way
+to the ``250``. Reads use a connection per thread in this process, and WAL
+mode keeps them from blocking the writer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import itertools
 import json
 import logging
-import queue
 import secrets
 import shutil
 import socket
@@ -23,17 +28,17 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from mailtrap.checks import cache as check_cache
 from mailtrap.errors import MessageNotFound, StorageError
 from mailtrap.events import EventHub
+from mailtrap.frames import FrameReader, frame
 from mailtrap.message import summary
 from mailtrap.part_index import BlobSource, stored_chunks
 from mailtrap.rows import IncomingMessage
@@ -41,7 +46,7 @@ from mailtrap.schema import prepare_database
 from mailtrap.search import Search
 from mailtrap.spool import make_spool_dir
 from mailtrap.tags.arrival import Tagging
-from mailtrap.writer import connect, send_batch
+from mailtrap.writer import batch_payloads, connect
 
 __all__ = ["IncomingMessage", "Store"]
 
@@ -81,18 +86,6 @@ class _Job:
     future: Future[Any] = field(default_factory=Future)
 
 
-@dataclass
-class _InFlight:
-    """The batch the writer is working on; the receiving thread fills in how it ended."""
-
-    jobs: list[_Job]
-    answered: threading.Event = field(default_factory=threading.Event)
-    failure: BaseException | None = None
-
-
-_STOP = object()
-
-
 class _ThreadToken:
     """Lives exactly as long as a thread's locals."""
 
@@ -104,6 +97,15 @@ def _return_reader(pool: list[sqlite3.Connection], conn: sqlite3.Connection) -> 
         pool.append(conn)
     else:
         conn.close()
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a writer process to end; one that does not within 10 s is killed."""
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _deleted_count(jobs: list[_Job], outcomes: list[Any], pruned: list[str]) -> int:
@@ -147,12 +149,23 @@ class Store:
         self.archive_format = archive_format
         self.deleted = 0  # messages deleted or pruned through this store, ever
         self.commits = 0  # transactions the writer has committed, as last reported
-        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._dispatcher: threading.Thread | None = None
+        # The loop the store talks to the writer from, and its thread.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._accepting = False  # writes are taken (from open() until close())
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._queue_lock = threading.Lock()
+        # On the loop only: the writer, its socket, and the batch it holds.
         self._process: subprocess.Popen[bytes] | None = None
-        self._pipe: Connection | None = None
-        self._receiver: threading.Thread | None = None
-        self._in_flight: _InFlight | None = None
+        self._link: FrameReader | None = None
+        self._ready: asyncio.Future[tuple[str, Any]] | None = None
+        self._in_flight: list[_Job] | None = None
+        self._attempt = 1  # of the batch in flight: a batch is sent at most twice
+        self._restarting = False
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Events and parsed listeners run here, in order, off the loop.
+        self._events: ThreadPoolExecutor | None = None
         self._readers = threading.local()
         self._idle_readers: list[sqlite3.Connection] = []  # of threads that have ended
         # Acknowledged messages whose summary is not written yet; reads wait for them.
@@ -167,7 +180,7 @@ class Store:
     # -- lifecycle -----------------------------------------------------------
 
     def open(self) -> Store:
-        """Create or migrate the database and start the writer."""
+        """Create or migrate the database and start the loop and the writer."""
         try:
             prepare_database(self.path)
         except (OSError, sqlite3.Error) as error:
@@ -177,24 +190,48 @@ class Store:
         self._unparsed.update(
             row[0] for row in self.reader.execute("SELECT id FROM messages WHERE parsed = 0")
         )
-        self._start_writer()
-        self._dispatcher = threading.Thread(
-            target=self._dispatch, name="mailtrap-store", daemon=True
+        self._events = ThreadPoolExecutor(1, thread_name_prefix="mailtrap-store-events")
+        self._stopping = self._restarting = False
+        self._in_flight = None
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="mailtrap-loop", daemon=True
         )
-        self._dispatcher.start()
+        self._loop_thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._start_writer(), self.loop).result()
+        except BaseException:
+            self._stop_loop()
+            raise
+        self._accepting = True
         return self
 
     def close(self) -> None:
-        """Finish every queued write and summary, then stop the writer."""
-        if self._dispatcher is not None:
-            self._jobs.put(_STOP)
-            self._dispatcher.join()
-            self._dispatcher = None
-        self.settle()  # so that the last messages' events go out
-        self._stop_writer()
+        """Finish every queued write and summary, then stop the writer and the loop."""
+        if self.loop is None:
+            return
+        if self._accepting:
+            with self._queue_lock:
+                self._accepting = False
+            # Batches are answered in order: once this is, so is everything before it.
+            with contextlib.suppress(StorageError):
+                self._enqueue(_Job("flush", ())).result()
+            self.settle()  # so that the last messages' events go out
+        asyncio.run_coroutine_threadsafe(self._stop_writer(), self.loop).result()
+        self._stop_loop()
         if self.spool_dir is not None:
             shutil.rmtree(self.spool_dir, ignore_errors=True)
             self.spool_dir = None
+
+    def _stop_loop(self) -> None:
+        assert self.loop is not None and self._loop_thread is not None
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join()
+        self.loop.close()
+        self.loop = self._loop_thread = None
+        if self._events is not None:
+            self._events.shutdown(wait=True)
+            self._events = None
 
     def __enter__(self) -> Store:
         return self.open()
@@ -202,9 +239,22 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _start_writer(self) -> None:
+    @property
+    def _on_loop(self) -> bool:
+        return threading.current_thread() is self._loop_thread
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` as a task on the loop, holding on to it until it ends."""
+        assert self.loop is not None
+        task = self.loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_writer(self) -> None:
+        """Start a writer process and connect to it; StorageError if it does not come up."""
         # A plain subprocess rather than multiprocessing: it never re-imports
         # the caller's __main__, and it imports only the writer's own needs.
+        loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         max_age = "-" if self.max_age is None else repr(self.max_age)
         command = [sys.executable, "-m", "mailtrap.writer", str(theirs.fileno()), str(self.path)]
@@ -212,29 +262,23 @@ class Store:
         if self.archive is not None:
             command += [str(self.archive), self.archive_format]
         try:
-            process = subprocess.Popen(
-                command,
-                pass_fds=[theirs.fileno()],
-            )
+            process = subprocess.Popen(command, pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
-        pipe = Connection(ours.detach())
-        if not pipe.poll(WRITER_START_TIMEOUT):
-            process.kill()
-            process.wait()
-            raise StorageError("the writer process did not start")
+        self._ready = ready = loop.create_future()
+        link = FrameReader(self._on_answer, lambda error: self._on_lost(link, error))
+        await loop.create_unix_connection(lambda: link, sock=ours)
         try:
-            status, detail = pipe.recv()
-        except EOFError:
-            status, detail = "failed", f"exit status {process.wait()}"
+            status, detail = await asyncio.wait_for(ready, WRITER_START_TIMEOUT)
+        except (TimeoutError, EOFError) as error:
+            status, detail = "failed", "it did not start" if isinstance(error, TimeoutError) else ""
         if status != "ready":
-            process.wait()
+            assert link.transport is not None
+            link.transport.abort()
+            await loop.run_in_executor(None, _reap, process)
+            detail = detail or f"exit status {process.returncode}"
             raise StorageError(f"cannot open database {self.path}: {detail}")
-        self._process, self._pipe = process, pipe
-        self._receiver = threading.Thread(
-            target=self._receive, args=(pipe,), name="mailtrap-store-answers", daemon=True
-        )
-        self._receiver.start()
+        self._process, self._link = process, link
         # A writer that died took its queue of messages to parse along; the new
         # one parses those still unparsed, and no read waits for the others.
         with self._parsed:
@@ -243,28 +287,17 @@ class Store:
                 self._unparsed &= {row[0] for row in self.reader.execute(sql)}
                 self._parsed.notify_all()
 
-    def _stop_writer(self) -> None:
-        if self._pipe is not None:
-            # The writer sees EOF, finishes and exits; its end closing ends the
-            # receiving thread, which a plain close() here would not wake.
-            with (
-                socket.fromfd(self._pipe.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as ours,
-                contextlib.suppress(OSError),  # the writer is gone already
-            ):
-                ours.shutdown(socket.SHUT_WR)
-        if self._process is not None:
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._receiver is not None:
-            self._receiver.join(10)
-            self._receiver = None
-        if self._pipe is not None:
-            self._pipe.close()
-            self._pipe = None
+    async def _stop_writer(self) -> None:
+        """Let the writer finish and exit: it sees the end of its input, writes what is left."""
+        link, process = self._link, self._process
+        self._stopping = True
+        if link is not None and link.transport is not None:
+            link.transport.write_eof()
+        if process is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _reap, process)
+        if link is not None and link.transport is not None:
+            link.transport.close()
+        self._link = self._process = None
 
     # -- writes --------------------------------------------------------------
 
@@ -317,7 +350,7 @@ class Store:
         return self._submit("relay", name, *args)
 
     def add_parsed_listener(self, listener: Callable[[list[str]], None]) -> None:
-        """Call ``listener(IDs)`` (on the store's answer thread) when summaries are written."""
+        """Call ``listener(IDs)`` (in the store's events thread) when summaries are written."""
         self._parsed_listeners.append(listener)
 
     def save_check(self, message_id: str, name: str, key: str, result: Any) -> Future[bool]:
@@ -334,72 +367,131 @@ class Store:
         return self._receipt_prefix
 
     def _submit(self, name: str, *args: Any) -> Future[Any]:
-        if self._dispatcher is None:
-            raise StorageError("the store is not open")
-        job = _Job(name, args)
-        self._jobs.put(job)
+        return self._enqueue(_Job(name, args))
+
+    def _enqueue(self, job: _Job) -> Future[Any]:
+        with self._queue_lock:
+            if not self._accepting and job.name != "flush":
+                raise StorageError("the store is not open")
+            first = not self._queue
+            self._queue.append(job)
+        if self._on_loop:
+            self._kick()  # the SMTP handler's message goes to the writer right now
+        elif first:
+            # Behind others, it is sent with them: a kick is due already, or the
+            # answer of the batch in flight (or the restart of the writer) kicks.
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(self._kick)
         return job.future
 
-    def _dispatch(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._jobs.get()
-            stopping = first is _STOP
-            batch = [first] if isinstance(first, _Job) else []
-            # Group commit: everything queued meanwhile shares one transaction.
-            while not stopping and len(batch) < MAX_BATCH:
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                stopping = item is _STOP
-                if isinstance(item, _Job):
-                    batch.append(item)
+    def _kick(self) -> None:
+        """Send what is queued as one batch, unless one is with the writer (group commit)."""
+        if self._in_flight is not None or self._restarting or self._stopping:
+            return
+        if self._link is None:  # the last start failed: try again for these writes
+            if self._queue:
+                self._begin_restart()
+            return
+        while self._queue:
+            with self._queue_lock:
+                taken = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
             # A caller may have given up on a write; it is then not sent at all.
-            batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            batch = [job for job in taken if job.future.set_running_or_notify_cancel()]
             if batch:
                 self._send(batch)
+                return
 
     def _send(self, batch: list[_Job]) -> None:
         for job in batch:
             if job.name == "add":
                 job.args[0].receipt = f"{self._receipt_prefix}{next(self._receipts)}"
-        # A writer that dies with a batch in hand may have committed some of
-        # it: those are found by their receipts, and the rest is sent once more.
-        for retries_left in (1, 0):
-            failure = self._send_once(batch)
-            if failure is None:
-                return
-            self._stop_writer()
-            batch = self._recover(batch)
-            try:
-                # At once, even with nothing left to send: the new writer parses
-                # what the dead one committed but never summarized.
-                self._start_writer()
-            except StorageError as error:
-                failure, retries_left = error, 0
-            if not batch:
-                return
-            if not retries_left:
-                for job in batch:
-                    self._finish(job, StorageError(f"the writer process failed: {failure}"))
-                return
+        self._in_flight, self._attempt = batch, 1
+        self._transmit(batch)
 
-    def _send_once(self, batch: list[_Job]) -> BaseException | None:
-        """Send a batch and wait for its outcomes; the error if the writer failed."""
+    def _transmit(self, batch: list[_Job]) -> None:
+        assert self._link is not None and self._link.transport is not None
         try:
-            if self._process is not None and self._process.poll() is not None:
-                self._stop_writer()  # it died while idle: nothing of this batch is lost yet
-            if self._pipe is None:
-                self._start_writer()
-            assert self._pipe is not None
-            self._in_flight = in_flight = _InFlight(batch)
-            send_batch(self._pipe, [(job.name, job.args) for job in batch])
-        except (OSError, StorageError) as error:
+            payloads = batch_payloads([(job.name, job.args) for job in batch])
+        except Exception as error:  # cannot be sent at all (not picklable)
             self._in_flight = None
-            return error
-        in_flight.answered.wait()
-        return in_flight.failure
+            for job in batch:
+                self._finish(job, StorageError(f"could not write: {error}"))
+            self._kick()
+            return
+        self._link.transport.writelines([part for payload in payloads for part in frame(payload)])
+
+    def _on_answer(self, answer: tuple[Any, ...]) -> None:
+        """An answer of the writer, on the loop: batch outcomes, summaries written, or ready."""
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(answer)
+            return
+        if answer[0] == "parsed":
+            self._in_events(self._on_parsed, answer[1])
+            return
+        _, outcomes, self.commits, pruned = answer
+        batch, self._in_flight = self._in_flight, None
+        assert batch is not None
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok and job.name == "add":
+                with self._parsed:
+                    self._unparsed.add(value)  # before the 250: reads after it wait
+            self._finish(job, value if ok else StorageError(f"could not write: {value}"))
+        self.deleted += _deleted_count(batch, outcomes, pruned)
+        if self.hub.has_subscribers:
+            self._in_events(self._publish, batch, outcomes, pruned)
+        self._kick()
+
+    def _on_lost(self, link: FrameReader, error: Exception | None) -> None:
+        """A writer's socket closed: on purpose, or the writer died."""
+        if link is not self._link:  # one that never came up, or was replaced already
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(EOFError())
+            return
+        if self._stopping:
+            return
+        log.warning("the writer process stopped (%s); starting a new one", error or "end of input")
+        self._link = None
+        self._begin_restart()
+
+    def _begin_restart(self) -> None:
+        self._restarting = True  # from now: no second restart, and nothing is sent meanwhile
+        self._spawn(self._restart_writer())
+
+    async def _restart_writer(self) -> None:
+        """Replace a dead writer; the batch it held is answered from the database or sent again.
+
+        A writer that dies with a batch in hand may have committed some of it:
+        those are found by their receipts. Started at once, even with nothing
+        to send: the new writer parses what the dead one committed but never
+        summarized.
+        """
+        batch, self._in_flight = self._in_flight, None
+        try:
+            if self._process is not None:
+                await asyncio.get_running_loop().run_in_executor(None, _reap, self._process)
+                self._process = None
+            if self._link is not None and self._link.transport is not None:
+                self._link.transport.close()
+            self._link = None
+            if batch:
+                batch = self._recover(batch)
+            try:
+                await self._start_writer()
+            except StorageError as error:
+                self._fail(batch or [], error)
+                return
+            if batch and self._attempt >= 2:
+                self._fail(batch, StorageError("the writer process died twice with it"))
+            elif batch:
+                self._in_flight, self._attempt = batch, 2
+                self._transmit(batch)
+        finally:
+            self._restarting = False
+        self._kick()
+
+    def _fail(self, batch: list[_Job], error: StorageError) -> None:
+        for job in batch:
+            self._finish(job, StorageError(f"the writer process failed: {error}"))
 
     def _recover(self, batch: list[_Job]) -> list[_Job]:
         """Resolve the adds of ``batch`` that were committed; return the jobs still to do."""
@@ -415,7 +507,8 @@ class Store:
                         message_id,
                     )
                     if not parsed:
-                        self._unparsed.add(message_id)
+                        with self._parsed:
+                            self._unparsed.add(message_id)
                     self._finish(job, message_id)
         return [job for job in batch if not job.future.done()]
 
@@ -428,35 +521,13 @@ class Store:
         if job.name == "add" and job.args[0].spool is not None:
             Path(job.args[0].spool).unlink(missing_ok=True)
 
-    def _receive(self, pipe: Connection) -> None:
-        """The writer's answers, in a thread: batch outcomes, and summaries as they land."""
-        while True:
-            try:
-                answer = pipe.recv()
-            except (OSError, EOFError) as error:
-                in_flight, self._in_flight = self._in_flight, None
-                if in_flight is not None:
-                    in_flight.failure = error
-                    in_flight.answered.set()
-                return
-            if answer[0] == "parsed":
-                self._guarded(self._on_parsed, answer[1])
-                continue
-            _, outcomes, self.commits, pruned = answer
-            in_flight, self._in_flight = self._in_flight, None
-            assert in_flight is not None
-            for job, (ok, value) in zip(in_flight.jobs, outcomes, strict=True):
-                if ok and job.name == "add":
-                    with self._parsed:
-                        self._unparsed.add(value)  # before the 250: reads after it wait
-                self._finish(job, value if ok else StorageError(f"could not write: {value}"))
-            self.deleted += _deleted_count(in_flight.jobs, outcomes, pruned)
-            in_flight.answered.set()
-            if self.hub.has_subscribers:
-                self._guarded(self._publish, in_flight.jobs, outcomes, pruned)
+    def _in_events(self, function: Callable[..., None], *args: Any) -> None:
+        """Run an event step in the events thread: in order, and off the loop."""
+        assert self._events is not None
+        self._events.submit(self._guarded, function, *args)
 
     def _guarded(self, function: Callable[..., None], *args: Any) -> None:
-        """Run an event step; should it fail, this thread must live on, or no write is answered."""
+        """Run an event step; should it fail, the steps after it must still run."""
         try:
             function(*args)
         except Exception:
@@ -484,14 +555,8 @@ class Store:
         Reads that show summaries call this, so a message is never listed
         half-parsed after its 250; it costs nothing while nothing is pending.
         """
-        if not self._unparsed:
+        if not self._unparsed or self._on_loop:  # the loop cannot wait for its own answers
             return
-        process = self._process
-        if process is not None and process.poll() is not None and self._dispatcher is not None:
-            # The writer died with summaries to write, and nothing restarts it
-            # until the next write: this empty one does, and the new writer
-            # parses what the dead one left.
-            self.set_read([], True)
         deadline = time.monotonic() + timeout
         with self._parsed:
             waiting = set(self._unparsed)

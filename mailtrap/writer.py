@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import pickle
 import selectors
 import signal
 import sqlite3
@@ -63,20 +64,25 @@ Outcome = tuple[bool, Any]  # (True, result) or (False, reason)
 INLINE_RAW_LIMIT = 64 * 1024  # raw bytes that travel inside the batch's own message
 
 
-def send_batch(pipe: Connection, batch: list[Operation]) -> None:
-    """Send a batch: one message, and one more per large raw message.
+def batch_payloads(batch: list[Operation]) -> list[bytes]:
+    """A batch as the payloads of its frames: one, and one more per large raw message.
 
-    Small raw bytes ride in the batch's message, so a lone 2 KB message costs
-    one system call and one wake-up of the writer, not two. Larger ones follow
-    as plain byte strings: pickling them would copy them once more on each
-    side. A spooled message travels as its file's name.
+    Small raw bytes ride in the batch's own payload, so a lone 2 KB message
+    costs one system call and one wake-up of the writer, not two. Larger ones
+    follow as plain byte strings: pickling them would copy them once more on
+    each side. A spooled message travels as its file's name.
     """
     large = [
         args[0].raw for name, args in batch if name == "add" and len(args[0].raw) > INLINE_RAW_LIMIT
     ]
-    pipe.send([_encoded(name, args) for name, args in batch])
-    for raw in large:
-        pipe.send_bytes(raw)
+    encoded = [_encoded(name, args) for name, args in batch]
+    return [pickle.dumps(encoded, protocol=pickle.HIGHEST_PROTOCOL), *large]
+
+
+def send_batch(pipe: Connection, batch: list[Operation]) -> None:
+    """Send a batch on a blocking connection (the server writes it from its event loop)."""
+    for payload in batch_payloads(batch):
+        pipe.send_bytes(payload)
 
 
 def _encoded(name: str, args: tuple[Any, ...]) -> Operation:
@@ -211,6 +217,9 @@ class Writer:
             sql = f"UPDATE messages SET read = ? WHERE read != ? AND id IN ({marks}) RETURNING id"
             changed += [row[0] for row in self.conn.execute(sql, [int(read), int(read), *chunk])]
         return changed
+
+    def op_flush(self) -> None:
+        """Nothing: answered once everything sent before it is committed."""
 
     def op_prune(self) -> None:
         """Retention now: another process (``mailtrap ingest``) may have added messages."""

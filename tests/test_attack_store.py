@@ -37,6 +37,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def writer_pid(store: Store) -> int:
+    """The pid of the running writer (while one is being started after a kill: of the next)."""
+    wait_until(lambda: store._process is not None, "a writer process")
     assert store._process is not None
     return store._process.pid
 

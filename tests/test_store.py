@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import smtplib
@@ -477,3 +478,43 @@ def test_the_parser_process_runs_only_when_the_cpu_is_otherwise_idle(db: Path) -
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the rest of Mailtrap is not
     finally:
         writer.close()
+
+
+def test_a_write_made_on_the_stores_loop_is_sent_and_answered_there(store: Store) -> None:
+    """No other thread on the way to a 250: the loop sends the batch and reads its answer."""
+    assert store.loop is not None
+    seen: dict[str, Any] = {}
+
+    async def add_on_the_loop() -> str:
+        future = store.add(incoming("on the loop"))
+        # Sent within the call itself: nothing is left queued for a later turn.
+        seen["queued after add"] = len(store._queue)
+        seen["in flight after add"] = store._in_flight is not None
+        future.add_done_callback(
+            lambda _: seen.setdefault("answered in", threading.current_thread())
+        )
+        return await asyncio.wrap_future(future)
+
+    message_id = asyncio.run_coroutine_threadsafe(add_on_the_loop(), store.loop).result(
+        FUTURE_TIMEOUT
+    )
+    assert seen["queued after add"] == 0 and seen["in flight after add"]
+    assert seen["answered in"] is store._loop_thread
+    assert store.get(message_id)["subject"] == "on the loop"
+
+
+def test_the_smtp_listener_runs_on_the_stores_loop(make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    answered_in: list[str] = []
+    add = server.store.add
+
+    def recording_add(message: IncomingMessage) -> Future[str]:
+        future = add(message)
+        future.add_done_callback(lambda _: answered_in.append(threading.current_thread().name))
+        return future
+
+    server.store.add = recording_add  # type: ignore[method-assign]
+    address = server.smtp_address
+    with smtplib.SMTP(address.host, address.port, timeout=10) as client:
+        client.sendmail("a@example.com", ["b@example.com"], b"Subject: loop\r\n\r\nbody\r\n")
+    assert answered_in == ["mailtrap-loop"]
